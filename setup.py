@@ -1,0 +1,32 @@
+"""autollmr: research agents that configure expensive LLM experiments from cheap ones."""
+import setuptools
+
+setuptools.setup(
+    name="autollmr",
+    version="0.1.0",
+    packages=setuptools.find_packages(include=["autollmr", "autollmr.*"]),
+    python_requires=">=3.12,<3.13",
+    install_requires=[
+        "jax==0.12.0.1",
+        "jaxlib==0.12.0.1",
+        "flax==0.12.12",
+        "optax==0.2.8",
+        "orbax-checkpoint==0.12.8",
+        "grain==0.2.18",
+        "array_record==0.8.6",
+        "tensorstore==0.1.86",
+        "sentencepiece==0.2.3",
+        "absl-py==2.5.1",
+        "ml_collections==1.1.0",
+        "numpy==2.5.5",
+        "pandas==3.1.1",
+        "matplotlib==3.11.2",
+        "optuna==5.0.0",
+        "tqdm==4.70.1",
+        "tensorboardX==2.6.5",
+        "scikit-learn==1.9.1",
+    ],
+    extras_require={
+        "test": ["pytest==9.2.0", "hypothesis==6.170.15"],
+    },
+)
