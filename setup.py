@@ -4,7 +4,7 @@ import setuptools
 setuptools.setup(
     name="autollmr",
     version="0.1.0",
-    packages=setuptools.find_packages(include=["autollmr", "autollmr.*"]),
+    packages=setuptools.find_packages(include=["autollmr", "autollmr.*", "configs"]),
     python_requires=">=3.12,<3.13",
     install_requires=[
         "jax==0.12.0.1",

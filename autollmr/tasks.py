@@ -109,3 +109,18 @@ def lofo_splits(tables: dict, **kw) -> dict:
         "test": [x for n, s in per.items() if tables[n].family == fam for x in s["test"]],
     }
   return out
+
+
+def check_no_leak(table, split: dict) -> list[str]:
+  """Problems if any test target's values could reach training (empty list: none can)."""
+  problems = []
+  train = split["train"] + split["val"]
+  if not train:
+    return problems
+  view = training_table(table, train)
+  for t in split["test"]:
+    if t.target in view.fidelity_names:
+      problems.append(f"test target {t.target!r} is a fidelity of the training view")
+    if any(t.target == x.target or t.target in x.visible for x in train):
+      problems.append(f"test target {t.target!r} is used by a training task")
+  return sorted(set(problems))

@@ -1,0 +1,122 @@
+"""The pipeline behind `python -m autollmr.main`: curation -> ... -> evaluation.
+
+Each stage reads the config and the workdir and writes its output into the workdir; a stage whose
+output already exists is skipped, so a crashed or interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+
+from absl import logging
+
+from autollmr import evaluate
+from autollmr import sources
+from autollmr import tasks as tasks_lib
+
+
+def csv_list(s: str, cast=str) -> list:
+  return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
+
+
+def load_tables(config) -> dict:
+  data_dir = sources.find_data_dir(config.data_dir or None)
+  available = sources.available_tables(data_dir)
+  names = csv_list(config.tasks.families) or available
+  unknown = [n for n in names if n not in available]
+  if unknown:
+    raise ValueError(f"--config.tasks.families names {unknown}, not available here; available: "
+                     f"{available} (data directory: {data_dir})")
+  if data_dir is None:
+    print("autollmr: no data directory found: using the synthetic tables (and the semi-synthetic "
+          "grpo table). Point --config.data_dir or $AUTOLLMR_DATA at a folder holding step-law/, "
+          "hw-gpt-bench/, admire-ift-runs/ and regmix/ to use the real ones.")
+  else:
+    print(f"autollmr: data directory {data_dir}")
+  return {n: sources.load_table(n, data_dir) for n in names}
+
+
+def curate_all(config, tables) -> dict:
+  kw = dict(budgets=tuple(csv_list(config.tasks.budgets, int)), test_rho=config.tasks.test_rho,
+            train_rhos=tuple(csv_list(config.tasks.train_rhos, float)),
+            extra_turns=config.tasks.extra_turns)
+  return {name: tasks_lib.curate(t, **kw) for name, t in tables.items()}
+
+
+def stage_curate(config, workdir, tables, splits):
+  path = os.path.join(workdir, "curation", "tasks.json")
+  if os.path.exists(path):
+    print(f"[curate] exists: {path}")
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  out = {}
+  print("[curate] tasks per table (train / val / test):")
+  for name, s in splits.items():
+    out[name] = {k: [t.__dict__ for t in v] for k, v in s.items()}
+    tg = lambda k: sorted({t.target for t in s[k]})
+    print(f"  {name:<24} {len(s['train']):>4} / {len(s['val']):>3} / {len(s['test']):>3}   "
+          f"test targets: {', '.join(tg('test'))}")
+    leak = tasks_lib.check_no_leak(tables[name], s)
+    if leak:
+      raise RuntimeError(f"[curate] test values reach training on {name}: {leak}")
+  with open(path, "w") as f:
+    json.dump(out, f, indent=1)
+  print(f"[curate] wrote {path}")
+
+
+def stage_eval(config, workdir, tables, splits, agents=None):
+  sub = "results" if config.eval.split == "standard" else os.path.join("results", "lofo")
+  out_dir = os.path.join(workdir, sub)
+  board = os.path.join(out_dir, "leaderboard.json")
+  if os.path.exists(board):
+    print(f"[eval] exists: {board}")
+    with open(os.path.join(out_dir, "episodes.jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    print(evaluate.summary_text(records))
+    return
+  methods = csv_list(config.eval.methods)
+  unknown = [m for m in methods if m not in evaluate.peers_lib.PEERS
+             and m not in OPTIONAL_PEERS]
+  if unknown:
+    raise ValueError(f"--config.eval.methods names unknown method(s) {unknown}; peers: "
+                     f"{sorted(evaluate.peers_lib.PEERS)}")
+  missing = [m for m in methods if m not in evaluate.peers_lib.PEERS]
+  if missing:
+    print(f"[eval] skipping {missing}: install the optional extra (pip install -e '.[peers]')")
+  methods = [m for m in methods if m in evaluate.peers_lib.PEERS]
+  seeds = list(range(config.eval.seeds))
+  work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
+  bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
+  t0 = time.time()
+  records = []
+  for table, test_tasks in work:
+    records += evaluate.run_peers(table, test_tasks, methods, seeds, config, bar)
+  bar.close()
+  command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  evaluate.write_results(records, out_dir, command)
+  print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
+        "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
+  print(evaluate.summary_text(records))
+
+
+OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
+STAGES = {"curate": stage_curate, "eval": stage_eval}
+
+
+def run(config, workdir: str):
+  os.makedirs(workdir, exist_ok=True)
+  stages = csv_list(config.stages)
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=1))
+  tables = load_tables(config)
+  splits = curate_all(config, tables)
+  for s in stages:
+    logging.info("stage %s", s)
+    STAGES[s](config, workdir, tables, splits)
+  print(f"autollmr: done; everything is under {os.path.abspath(workdir)}")
