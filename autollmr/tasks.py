@@ -27,8 +27,8 @@ class Task:
 #
 # Levels: a fidelity's scale level is its model size where the table has one (log10_N: Step Law's
 # 17 (N, D) cells sit at 5 sizes), else the fidelity itself. Test targets are the fidelities at
-# the top level, with every lower level visible; train targets are the fidelities at the levels
-# strictly between the lowest and the top, with the still lower levels visible. So training
+# the top level; train targets are those at the levels strictly between the lowest and the top.
+# A task sees V = the fidelities of lower levels that also cost less than its target. So training
 # teaches "how results move as scale grows" and the truly expensive targets are never trained on.
 # Validation: where a table has >= 2 train levels, its highest train level is held out as `val`
 # (model selection happens there, never on test).
@@ -56,8 +56,9 @@ def curate(table, budgets=(1, 2, 3, 4, 5), test_rho: float = 1.0,
     for f in range(table.num_fidelities):
       if lv[f] != level or not table.valid_FxC[f].any():
         continue
-      vis = tuple(names[g] for g in range(table.num_fidelities)
-                  if lv[g] < level and table.valid_FxC[g].any())
+      vis = tuple(names[g] for g in range(table.num_fidelities)  # V: lower level AND cheaper
+                  if lv[g] < level and table.cost_F[g] < table.cost_F[f]
+                  and table.valid_FxC[g].any())
       for rho in rhos:
         for k in budgets:
           extra = extra_turns if rho >= 1.0 else online_extra_turns
