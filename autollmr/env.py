@@ -73,7 +73,7 @@ class EnvState:
   seed: jax.Array  # uint32 reveal seed of this episode
   episode: jax.Array  # uint32 episode counter of this slot (auto-reset seeds)
   queried_T: jax.Array  # int32 candidate index per query slot, -1 empty
-  value_T: jax.Array  # float32 raw outcome of each query
+  norm_T: jax.Array  # float32 normalized outcome of each query (as Obs shows it), 0 where empty
   budget_left: jax.Array
   turn: jax.Array
   best: jax.Array  # best sign*value observed at the target (inf if none)
@@ -130,7 +130,7 @@ def _fresh_state(params: EnvParams, sizes: EnvSizes, task, seed, episode) -> Env
       task=jnp.asarray(task, jnp.int32), seed=jnp.asarray(seed, jnp.uint32),
       episode=jnp.asarray(episode, jnp.uint32),
       queried_T=jnp.full((sizes.max_turns,), -1, jnp.int32),
-      value_T=jnp.zeros((sizes.max_turns,), f32),
+      norm_T=jnp.zeros((sizes.max_turns,), f32),
       budget_left=params.budget_N[task].astype(f32), turn=jnp.int32(0),
       best=f32(jnp.inf), best_config=jnp.int32(-1), n_invalid=jnp.int32(0), n_repeat=jnp.int32(0), cost_spent=f32(0))
 
@@ -141,13 +141,15 @@ def reset(key, params: EnvParams, sizes: EnvSizes, task) -> tuple[Obs, EnvState]
   return observe(params, state), state
 
 
+def normalize(params: EnvParams, task, f, y):
+  """Outcome y at fidelity f on the task's scale, higher is better, clipped."""
+  z = -params.sign * (y - params.loc_NxF[task, f]) / params.scale_NxF[task, f]
+  return jnp.clip(z, -NORM_CLIP, NORM_CLIP)
+
+
 def observe(params: EnvParams, state: EnvState) -> Obs:
-  t = state.task
-  a = jnp.maximum(state.queried_T, 0)
-  f = params.cand_fid_NxA[t, a]
-  norm = -params.sign * (state.value_T - params.loc_NxF[t, f]) / params.scale_NxF[t, f]
-  norm = jnp.where(state.queried_T >= 0, jnp.clip(norm, -NORM_CLIP, NORM_CLIP), 0.0)
-  return Obs(task=t, seed=state.seed, queried_T=state.queried_T, norm_T=norm,
+  # norm_T is normalized once, when queried: re-deriving it here cost 3T gathers a step.
+  return Obs(task=state.task, seed=state.seed, queried_T=state.queried_T, norm_T=state.norm_T,
              budget_left=state.budget_left, turn=state.turn)
 
 
@@ -159,9 +161,16 @@ def regret_of(params: EnvParams, task, best):
   return jnp.where(jnp.isfinite(best), jnp.clip(r, 0.0, 1.0), 1.0)
 
 
+def _write_columns(x_T, write_T, v, reset, empty):
+  """x_T with v where write_T, emptied where reset; built column by column and stacked, so that
+  vmapped XLA:CPU lays the [B, T] state out T-major and each column is one contiguous [B] select
+  (a one-hot select over T-minor [B, T] ran ~4x slower; `.at[slot].set` became a scatter)."""
+  return jnp.stack([jnp.where(reset, empty, jnp.where(w, v, x)) for w, x in zip(write_T, x_T)])
+
+
 def step(state: EnvState, action, params: EnvParams, sizes: EnvSizes, auto_reset: bool = True):
   """One query. Returns (obs, state, reward, terminated, truncated, info)."""
-  t, A = state.task, sizes.num_candidates
+  t, A, T = state.task, sizes.num_candidates, sizes.max_turns
   in_range = (action >= 0) & (action < A)
   a = jnp.clip(action, 0, A - 1).astype(jnp.int32)
   f = params.cand_fid_NxA[t, a]
@@ -171,29 +180,33 @@ def step(state: EnvState, action, params: EnvParams, sizes: EnvSizes, auto_reset
   exists = in_range & params.cand_exists_NxA[t, a]
   invalid = ~exists | (cost > state.budget_left + 1e-6)
   seen = jnp.any(state.queried_T == a) | revealed(params, t, state.seed, a)
+  y = params.values_FxC[f, c]
+  norm = normalize(params, t, f, y)
+  # Barriers materialize values many outputs share; without them XLA:CPU fuses a copy of the
+  # gathers and hashes behind them into every consumer (about 2x slower overall).
+  a, c, cost, y, norm, invalid, seen = jax.lax.optimization_barrier(
+      (a, c, cost, y, norm, invalid, seen))
   repeat = ~invalid & seen
   new = ~invalid & ~seen
-  y = params.values_FxC[f, c]
   is_target = ~invalid & (f == target)
-
-  slot = jnp.minimum(state.turn, sizes.max_turns - 1)
-  queried_T = jnp.where(new, state.queried_T.at[slot].set(a), state.queried_T)
-  value_T = jnp.where(new, state.value_T.at[slot].set(y), state.value_T)
   charge = jnp.where(invalid, 0.0, cost)
-  budget_left = state.budget_left - charge
+  budget_left = jnp.maximum(state.budget_left - charge, 0.0)  # the 1e-6 slack may overshoot
   improves = is_target & (params.sign * y < state.best)
   best = jnp.where(improves, params.sign * y, state.best)
   best_config = jnp.where(improves, c, state.best_config)
   turn = state.turn + 1
-  nxt = state.replace(
-      queried_T=queried_T, value_T=value_T, budget_left=budget_left, turn=turn, best=best,
-      best_config=best_config,
-      n_invalid=state.n_invalid + invalid.astype(jnp.int32),
-      n_repeat=state.n_repeat + repeat.astype(jnp.int32), cost_spent=state.cost_spent + charge)
-
   terminated = budget_left < params.min_cost_N[t] - 1e-6
   truncated = (turn >= params.max_turns_N[t]) & ~terminated
-  done = terminated | truncated
+  done = jax.lax.optimization_barrier(terminated | truncated)
+
+  reset = done if auto_reset else jnp.bool_(False)
+  write_T = [new & (jnp.minimum(state.turn, T - 1) == i) for i in range(T)]
+  nxt = state.replace(
+      queried_T=_write_columns(state.queried_T, write_T, a, reset, -1),
+      norm_T=_write_columns(state.norm_T, write_T, norm, reset, 0.0), budget_left=budget_left,
+      turn=turn, best=best, best_config=best_config,
+      n_invalid=state.n_invalid + invalid.astype(jnp.int32),
+      n_repeat=state.n_repeat + repeat.astype(jnp.int32), cost_spent=state.cost_spent + charge)
   regret = regret_of(params, t, best)
   pct = jnp.where(best_config >= 0,
                   params.pct_better_FxC[target, jnp.maximum(best_config, 0)], 1.0)
@@ -206,6 +219,7 @@ def step(state: EnvState, action, params: EnvParams, sizes: EnvSizes, auto_reset
   if auto_reset:
     episode = state.episode + jnp.uint32(1)
     fresh = _fresh_state(params, sizes, t, hash32(state.seed ^ hash32(episode)), episode)
+    fresh = fresh.replace(queried_T=nxt.queried_T, norm_T=nxt.norm_T)  # already reset above
     nxt = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, nxt)
   return observe(params, nxt), nxt, reward, terminated, truncated, info
 
@@ -224,9 +238,7 @@ def expand_obs(params: EnvParams, obs: Obs, sizes: EnvSizes) -> dict:
   hit_TxA = (obs.queried_T[:, None] == idx[None, :])
   queried_A = jnp.any(hit_TxA, axis=0)
   qnorm_A = jnp.sum(jnp.where(hit_TxA, obs.norm_T[:, None], 0.0), axis=0)
-  y = params.values_FxC[fid, cfg]
-  rnorm = jnp.clip(-params.sign * (y - params.loc_NxF[t, fid]) / params.scale_NxF[t, fid],
-                   -NORM_CLIP, NORM_CLIP)
+  rnorm = normalize(params, t, fid, params.values_FxC[fid, cfg])
   known_A = (rev_A | queried_A) & params.cand_exists_NxA[t]
   value_A = jnp.where(queried_A, qnorm_A, jnp.where(rev_A, rnorm, 0.0))
   return dict(

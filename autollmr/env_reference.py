@@ -80,7 +80,7 @@ class ReferenceEnv:
       slot = min(self.turn, self.sizes.max_turns - 1)
       self.queried[slot], self.values[slot] = a, y
     charge = np.float32(0) if invalid else cost
-    self.budget_left = np.float32(self.budget_left - charge)
+    self.budget_left = np.float32(max(self.budget_left - charge, np.float32(0)))
     self.cost_spent = np.float32(self.cost_spent + charge)
     if is_target and np.float32(p.sign * y) < self.best:
       self.best, self.best_config = np.float32(p.sign * y), c
