@@ -28,5 +28,7 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest==9.2.0", "hypothesis==6.170.15"],
+        # SMAC3 peers (smac_hpo, smac_mf); pulls ConfigSpace, dask, pynisher, ...
+        "peers": ["smac==2.4.1", "ConfigSpace==1.2.2"],
     },
 )

@@ -123,6 +123,7 @@ class ReferenceEnv:
     p, t = self.p, self.task
     f = p.cand_fid_NxA[t, a]
     z = np.float32(-p.sign * np.float32(y - p.loc_NxF[t, f]) / p.scale_NxF[t, f])
+    z = np.float32(np.sign(z) * np.log1p(np.abs(z)))  # symlog, as env.normalize
     return np.float32(min(max(z, -NORM_CLIP), NORM_CLIP))
 
   def observe(self) -> dict:
