@@ -26,8 +26,41 @@ def base() -> ml_collections.ConfigDict:
   c.env.repeat_penalty = 0.0
 
   c.eval = ml_collections.ConfigDict()
+  # Peers to run; the SMAC ones need the [peers] extra and are skipped without it.
   c.eval.methods = ("random,topk_transfer,trend,steplaw_formula,optuna_tpe,"
-                    "optuna_tpe_hyperband,smac_hpo,smac_mf")  # absent extras are skipped
+                    "optuna_tpe_hyperband,meta_regressor,fsbo,smac_hpo,smac_mf")
   c.eval.seeds = 10
   c.eval.split = "standard"  # standard | lofo (leave one family out)
+
+  # The policy (model.py), teacher simulation (simulate.py) and distillation (sft.py).
+  c.model = ml_collections.ConfigDict()
+  c.model.max_config_features = 24  # D_max: config features zero-padded to this (error if more)
+  c.model.max_fidelity_features = 4  # G_max
+  c.model.width = 64
+  c.model.heads = 4
+  c.model.layers = 2
+  c.model.mlp = 128
+  c.model.max_keys = 272  # known tokens attended to (>= env.max_cheap_rows + max turns)
+
+  c.sim = ml_collections.ConfigDict()
+  c.sim.seeds = 64  # episodes kept per training task
+  c.sim.rollouts = 32  # N of best-of-N per (task, seed)
+  c.sim.chunk = 64  # (task, seed) pairs per jitted call
+  c.sim.max_cheap_rows = 64  # smaller candidate sets in training: attention cost ~ A * keys
+  c.sim.max_target_configs = 128
+  c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
+  c.sim.fid_weights = "0.5,2.0"  # teacher weight on the fidelity-feature distance
+  c.sim.temperatures = "0.0,0.1,0.3"  # teacher softmax temperatures (0: the argmax)
+
+  c.sft = ml_collections.ConfigDict()
+  c.sft.steps = 1500
+  c.sft.batch_size = 64
+  c.sft.lr = 1e-3
+  c.sft.warmup_steps = 100
+  c.sft.weight_decay = 1e-4
+  c.sft.clip_norm = 1.0
+  c.sft.value_coef = 0.1  # value head regressed on the kept episode's 1 - regret (for RL later)
+  c.sft.checkpoint_every = 250
+  c.sft.log_every = 50
+  c.sft.val_seeds = 2  # greedy val episodes per val task (model selection, never test)
   return c

@@ -1,0 +1,94 @@
+"""The side-by-side evaluation: closed-form random search, the four files, a tiny pipeline run."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from autollmr import evaluate
+from autollmr import tasks as tasks_lib
+from autollmr.table import Table
+from configs import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _table(C=40, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(C, 2)).astype(np.float32)
+  v = np.stack([(x ** 2).sum(1) + 0.3 * rng.normal(size=C) + 2.0 * f for f in range(3)])
+  valid = np.ones((3, C), bool)
+  valid[0, :5] = False
+  return Table(
+      name="bowl", family="other", provenance="synthetic", objective="loss", direction="min",
+      fidelity_names=("s", "m", "l"), config_feature_names=("a", "b"),
+      fidelity_feature_names=("log10_N",), config_features_CxD=x,
+      fidelity_features_FxG=np.array([[7.0], [8.0], [9.0]], np.float32),
+      values_FxC=np.where(valid, v, np.nan).astype(np.float32), valid_FxC=valid,
+      flagged_FxC=np.zeros((3, C), bool), cost_F=np.array([1.0, 10.0, 100.0]), cost_unit="u")
+
+
+def test_random_search_matches_its_closed_form():
+  table = _table()
+  split = tasks_lib.curate(table, budgets=(1, 2, 3, 5))
+  cfg = common.base()
+  seeds = list(range(300))
+  recs = evaluate.run_peers(table, split["test"], ["random"], seeds, cfg)
+  for task in split["test"]:
+    got = np.array([r["regret"] for r in recs if r["budget"] == task.budget])
+    want = evaluate.random_search_expectation(table, task)
+    lo, hi = evaluate.bootstrap_ci(got, n_boot=2000)
+    margin = 0.25 * (hi - lo)  # the CI of a mean over 300 seeds, with a little slack
+    assert lo - margin <= want <= hi + margin, (task.budget, want, lo, hi)
+
+
+def test_write_results_writes_the_four_files(tmp_path):
+  table = _table()
+  split = tasks_lib.curate(table, budgets=(1, 3))
+  cfg = common.base()
+  recs = evaluate.run_peers(table, split["test"], ["random", "topk_transfer", "trend"],
+                            range(4), cfg)
+  evaluate.write_results(recs, str(tmp_path), "python -m test")
+  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
+    assert (tmp_path / f).stat().st_size > 0, f
+  rows = json.loads((tmp_path / "leaderboard.json").read_text())
+  keys = {"method", "family", "task", "budget", "regret_mean", "regret_iqm", "regret_ci95",
+          "percentile_mean", "cost_mean", "invalid_rate", "repeat_rate", "decision_ms_mean", "n"}
+  assert keys <= set(rows[0])
+  assert all(r["n"] == 4 and r["cost_mean"] <= r["budget"] + 1e-6 for r in rows)
+  md = (tmp_path / "leaderboard.md").read_text()
+  assert "python -m test" in md and "**" in md and "topk_transfer" in md
+
+
+def test_cost_to_target_counts_runs():
+  recs = [dict(method="m", family="f", budget=5, anytime_regret=[0.5, 0.005, 0.0], seed=0),
+          dict(method="m", family="f", budget=5, anytime_regret=[0.5, 0.2, 0.1, 0.1, 0.1], seed=1)]
+  (mean, frac), = evaluate.cost_to_target(recs).values()
+  assert mean == (2 + 6) / 2 and frac == 0.5
+
+
+def test_eval_pipeline_tiny(tmp_path):
+  """The eval command end to end on synthetic tables, two families, two budgets, two seeds."""
+  env = dict(os.environ, AUTOLLMR_DATA="none", AUTOLLMR_NO_PROGRESS="1",
+             AUTOLLMR_CACHE=str(tmp_path / "cache"))
+  cmd = [sys.executable, "-m", "autollmr.main", "--config=configs/eval.py",
+         f"--workdir={tmp_path / 'w'}", "--config.tasks.families=synthetic_steplaw_dense,grpo",
+         "--config.tasks.budgets=1,2", "--config.eval.seeds=2",
+         "--config.eval.methods=random,topk_transfer,steplaw_formula,optuna_tpe_hyperband"]
+  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "synthetic tables" in out.stdout and "K=2" in out.stdout
+  res = tmp_path / "w" / "results"
+  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
+    assert (res / f).exists(), f
+  rows = json.loads((res / "leaderboard.json").read_text())
+  assert {r["method"] for r in rows} == {"random", "topk_transfer", "steplaw_formula",
+                                         "optuna_tpe_hyperband"}
+  assert {r["family"] for r in rows if r["method"] == "steplaw_formula"} == {
+      "synthetic_steplaw_dense"}
+  again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert "[eval] exists" in again.stdout  # a second run resumes instead of recomputing
+  bad = subprocess.run(cmd[:-1] + ["--config.eval.methods=random,nope"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "nope" in bad.stderr
