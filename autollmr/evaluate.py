@@ -281,13 +281,17 @@ def plot_regret_vs_budget(records, path):
     ax.set_yscale("log")
     ax.set_title(f)
     ax.set_xlabel("budget K (expensive runs)")
-    ax.set_ylabel("normalized regret")
+    ax.set_ylabel("normalized regret (0 drawn at 1e-4)")
     ax.set_xticks(budgets)
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(families):]:
     ax.axis("off")
-  handles, labels = axes.flat[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+  legend = {}  # every method once, whichever panel it appears in
+  for ax in axes.flat:
+    for h, l in zip(*ax.get_legend_handles_labels()):
+      legend.setdefault(l, h)
+  fig.legend(list(legend.values()), list(legend), loc="lower center",
+             ncol=min(6, len(legend)), fontsize=8)
   fig.tight_layout(rect=(0, 0.08, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
