@@ -67,16 +67,8 @@ def stage_curate(config, workdir, tables, splits):
   print(f"[curate] wrote {path}")
 
 
-def stage_eval(config, workdir, tables, splits, agents=None):
-  sub = "results" if config.eval.split == "standard" else os.path.join("results", "lofo")
-  out_dir = os.path.join(workdir, sub)
-  board = os.path.join(out_dir, "leaderboard.json")
-  if os.path.exists(board):
-    print(f"[eval] exists: {board}")
-    with open(os.path.join(out_dir, "episodes.jsonl")) as f:
-      records = [json.loads(line) for line in f]
-    print(evaluate.summary_text(records))
-    return
+def eval_methods(config) -> list[str]:
+  """The peers named by --config.eval.methods that can run here (unknown names are an error)."""
   methods = csv_list(config.eval.methods)
   unknown = [m for m in methods if m not in evaluate.peers_lib.PEERS
              and m not in OPTIONAL_PEERS]
@@ -86,15 +78,37 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   missing = [m for m in methods if m not in evaluate.peers_lib.PEERS]
   if missing:
     print(f"[eval] skipping {missing}: install the optional extra (pip install -e '.[peers]')")
-  methods = [m for m in methods if m in evaluate.peers_lib.PEERS]
+  return [m for m in methods if m in evaluate.peers_lib.PEERS]
+
+
+def stage_eval(config, workdir, tables, splits, agents=None):
+  methods = eval_methods(config)  # checked before anything is skipped or run
+  sub = "results" if config.eval.split == "standard" else os.path.join("results", "lofo")
+  out_dir = os.path.join(workdir, sub)
+  board = os.path.join(out_dir, "leaderboard.json")
+  if os.path.exists(board):
+    print(f"[eval] exists: {board}")
+    with open(os.path.join(out_dir, "episodes.jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    print(evaluate.summary_text(records))
+    return
   seeds = list(range(config.eval.seeds))
   work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
   bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
   t0 = time.time()
   records = []
+  from autollmr import learned_peers
   for table, test_tasks in work:
+    if config.eval.split == "lofo":  # learned peers train on the other families only
+      learned_peers.set_training_sources(
+          [(tables[n], s["train"] + s["val"]) for n, s in splits.items()
+           if tables[n].family != table.family and s["train"] + s["val"]])
+    else:  # own training tasks; a table without any borrows its family's (e.g. regmix)
+      learned_peers.set_training_sources(None, pool=list(tables.values()))
     records += evaluate.run_peers(table, test_tasks, methods, seeds, config, bar)
+  learned_peers.set_training_sources(None)
   bar.close()
+  records += agent_records(config, workdir, tables, splits)
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   evaluate.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
@@ -102,8 +116,46 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   print(evaluate.summary_text(records))
 
 
+def agent_records(config, workdir, tables, splits) -> list:
+  """Records of the trained agent(s) in workdir on the test tasks ([] when none is trained)."""
+  from autollmr import agent
+  if not agent.has_checkpoint(workdir):
+    return []
+  t0 = time.time()
+  records = agent.eval_records(config, workdir, tables, splits)
+  print(f"[eval] {agent.METHOD}: {len(records)} episodes in {time.time() - t0:.0f}s")
+  return records
+
+
+def stage_simulate(config, workdir, tables, splits):
+  from autollmr import simulate
+  path = os.path.join(workdir, "sim", "summary.json")
+  if os.path.exists(path):
+    print(f"[simulate] exists: {path}")
+    return
+  s = simulate.run(config, workdir, tables, splits)
+  print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes ({s['n_tasks']} "
+        f"train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
+        f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
+        f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
+        f"wrote {os.path.dirname(path)}/")
+
+
+def stage_sft(config, workdir, tables, splits):
+  from autollmr import sft
+  if sft.done(config, workdir):
+    print(f"[sft] exists: {os.path.join(workdir, 'sft', 'ckpt')}")
+    return
+  t0 = time.time()
+  out = sft.train(config, workdir, tables, splits)
+  print(f"[sft] {out['step']} steps in {time.time() - t0:.0f}s; last: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in out["last"].items()
+                    if isinstance(v, float)))
+
+
 OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
-STAGES = {"curate": stage_curate, "eval": stage_eval}
+STAGES = {"curate": stage_curate, "simulate": stage_simulate, "sft": stage_sft,
+          "eval": stage_eval}
 
 
 def run(config, workdir: str):
@@ -112,6 +164,10 @@ def run(config, workdir: str):
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
+  if config.eval.split not in ("standard", "lofo"):
+    raise ValueError(f"--config.eval.split must be standard or lofo, got {config.eval.split!r}")
+  if "eval" in stages:
+    eval_methods(config)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json(indent=1))
   tables = load_tables(config)

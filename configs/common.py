@@ -41,6 +41,8 @@ def base() -> ml_collections.ConfigDict:
   c.model.layers = 2
   c.model.mlp = 128
   c.model.max_keys = 272  # known tokens attended to (>= env.max_cheap_rows + max turns)
+  c.model.kernels = "0.03:0.5,0.1:2,0.3:2"  # (h:lam) kernel-regression input features
+  c.model.raw_features = True  # config features in the token (else only relative geometry)
 
   c.sim = ml_collections.ConfigDict()
   c.sim.seeds = 64  # episodes kept per training task

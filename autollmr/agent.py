@@ -1,0 +1,143 @@
+"""The learned agent in the jitted env: the view the policy reads, `play`, and its eval records.
+
+`play` runs whole episodes of the policy (vmap over episodes, lax.scan over turns, one jit) and
+returns per-episode arrays in the shape `evaluate._record` reads; `eval_records` loads the SFT
+checkpoint of a workdir and plays every test task, next to the peers (pipeline.stage_eval).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from autollmr import env as env_lib
+from autollmr import model as model_lib
+
+
+def view(params: env_lib.EnvParams, family_N, obs: env_lib.Obs, sizes) -> dict:
+  """The policy's input for a batch of observations (leading axis B): expand_obs plus the
+  existing-candidate mask, the table family and the turn as a fraction of the task's turns."""
+  v = jax.vmap(lambda o: env_lib.expand_obs(params, o, sizes))(obs)
+  t = obs.task
+  v["exists_A"] = params.cand_exists_NxA[t]
+  v["family"] = family_N[t]
+  v["turn_frac"] = obs.turn.astype(jnp.float32) / params.max_turns_N[t].astype(jnp.float32)
+  return v
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "greedy"))
+def _rollout(model, params, family_N, task_B, seed_B, key, sizes, greedy):
+  """Plays each (task, reveal seed) once, auto_reset off; frozen after its episode ends."""
+  state = jax.vmap(lambda t, s: env_lib._fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
+  done_B = jnp.zeros(task_B.shape, bool)
+
+  def turn(carry, key_t):
+    state, done_B = carry
+    obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
+    logits_BxA, _ = model(view(params, family_N, obs, sizes))
+    action_B = (jnp.argmax(logits_BxA, -1) if greedy
+                else jax.random.categorical(key_t, logits_BxA)).astype(jnp.int32)
+    _, nxt, _, _, _, info = jax.vmap(
+        lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_B)
+    state = jax.tree.map(lambda n, s: jnp.where(
+        done_B.reshape(done_B.shape + (1,) * (n.ndim - 1)), s, n), nxt, state)
+    out = dict(active=~done_B, action=action_B, is_target=info["is_target"] & ~done_B,
+               regret=info["regret"])
+    return (state, done_B | info["done"]), out
+
+  (state, _), out_TxB = jax.lax.scan(turn, (state, done_B),
+                                     jax.random.split(key, sizes.max_turns))
+  target = params.target_N[state.task]
+  pct = jnp.where(state.best_config >= 0,
+                  params.pct_better_FxC[target, jnp.maximum(state.best_config, 0)], 1.0)
+  final = dict(regret=env_lib.regret_of(params, state.task, state.best), percentile=pct,
+               cost_spent=state.cost_spent, n_invalid=state.n_invalid, n_repeat=state.n_repeat)
+  return final, out_TxB
+
+
+_COMPILED = {}
+
+
+def _compiled(args, sizes, greedy):
+  """AOT-compiled rollout, cached by argument shapes: decision time excludes compilation."""
+  leaves, treedef = jax.tree.flatten(args)
+  key = (treedef, tuple((x.shape, x.dtype) for x in leaves), sizes, greedy)
+  if key not in _COMPILED:
+    _COMPILED[key] = _rollout.lower(*args, sizes=sizes, greedy=greedy).compile()
+  return _COMPILED[key]
+
+
+def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
+         key=None) -> dict:
+  """Per-episode arrays (numpy, leading axis = episode) of the policy on (task, seed) pairs.
+
+  Keys: regret, percentile, cost_spent, n_invalid, n_repeat, n_turns, decision_ms (wall time of
+  the compiled rollout over all its decisions; the same for every episode of the call),
+  anytime_regret (E x T, regret after each target query, NaN-padded), n_target, actions (E x T,
+  -1 after the end). `seeds` are the reveal seeds, as the peers' `ReferenceEnv.reset(task, seed)`.
+  """
+  task_B = jnp.asarray(task_indices, jnp.int32)
+  seed_B = jnp.asarray(np.asarray(seeds, np.int64).astype(np.uint32))
+  if family_N is None:
+    family_N = jnp.full(params.target_N.shape, model_lib.family_id("other"), jnp.int32)
+  key = jax.random.key(0) if key is None else key
+  args = (model, params, jnp.asarray(family_N, jnp.int32), task_B, seed_B, key)
+  compiled = _compiled(args, sizes, greedy)
+  t0 = time.perf_counter()
+  final, out = jax.block_until_ready(compiled(*args))
+  wall_ms = 1e3 * (time.perf_counter() - t0)
+  final = jax.tree.map(np.asarray, final)
+  out = {k: np.asarray(v).T for k, v in out.items()}  # E x T
+  n_turns = out["active"].sum(1)
+  hit = out["is_target"]
+  anytime = np.full(hit.shape, np.nan, np.float32)
+  for e in range(hit.shape[0]):
+    r = out["regret"][e][hit[e]]
+    anytime[e, :len(r)] = r
+  return dict(final, n_turns=n_turns,
+              decision_ms=np.full(n_turns.shape, wall_ms / max(int(n_turns.sum()), 1)),
+              anytime_regret=anytime, n_target=hit.sum(1),
+              actions=np.where(out["active"], out["action"], -1))
+
+
+# --- evaluation next to the peers ----------------------------------------------------------------
+
+METHOD = "sft_agent"
+
+
+def eval_records(config, workdir, tables, splits, method: str = METHOD) -> list[dict]:
+  """evaluate-style records of the SFT policy in `workdir` on every test task; [] if untrained."""
+  from autollmr import evaluate
+  from autollmr import sft
+  model = sft.load_policy(config, workdir)
+  if model is None:
+    return []
+  records = []
+  seeds = list(range(config.eval.seeds))
+  for name, split in splits.items():
+    test = split["test"]
+    if not test:
+      continue
+    table = tables[name]
+    params, sizes = evaluate.build_eval_params(table, test, config)
+    family_N = np.full(len(test), model_lib.family_id(table.family), np.int32)
+    task_E = np.repeat(np.arange(len(test)), len(seeds))
+    seed_E = np.tile(np.asarray(seeds), len(test))
+    out = play(model, params, sizes, task_E, seed_E, family_N, greedy=True)
+    for e, (i, s) in enumerate(zip(task_E, seed_E)):
+      ep = dict(regret=out["regret"][e], percentile=out["percentile"][e],
+                cost_spent=out["cost_spent"][e], n_invalid=out["n_invalid"][e],
+                n_repeat=out["n_repeat"][e], n_turns=out["n_turns"][e],
+                decision_ms_mean=out["decision_ms"][e],
+                anytime_regret=out["anytime_regret"][e][:out["n_target"][e]].tolist())
+      records.append(evaluate._record(method, table, test[i], s, ep))
+  return records
+
+
+def has_checkpoint(workdir) -> bool:
+  return os.path.isdir(os.path.join(workdir, "sft", "ckpt"))
+

@@ -1,0 +1,237 @@
+"""Policy distillation: cross-entropy on the teacher's actions (the simulate stage's records).
+
+Data: grain MapDataset over the ArrayRecord steps, sliced per host, shuffle(seed) -> repeat ->
+decode -> batch. A record holds the Obs fields, not the A-sized view: the view is rebuilt inside
+the jitted step from the training bank (simulate.train_bank), so records stay O(T).
+Optimizer: AdamW, linear warmup + cosine decay, global-norm clipping. The train step is one
+jax.jit over the NNX (model, optimizer) state (nnx.split / nnx.merge).
+Checkpoints (orbax CheckpointManager): the state AND the grain iterator, so a run killed mid-way
+and restarted from its workdir ends with the parameters of a straight run
+(tests/test_sft.py checks it). Logs: WORKDIR/sft/metrics.jsonl, TensorBoard events in
+WORKDIR/sft/tb, a tqdm bar. Model selection: greedy val-task regret at every checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+
+from absl import logging
+from flax import nnx
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from autollmr import agent
+from autollmr import env as env_lib
+from autollmr import model as model_lib
+from autollmr import simulate
+
+
+def make_dataset(path: str, batch_size: int, seed: int):
+  src = grain.sources.ArrayRecordDataSource([path])
+  ds = grain.MapDataset.source(src)
+  ds = ds[jax.process_index()::jax.process_count()]  # this host's share
+  return ds.shuffle(seed=seed).repeat().map(simulate.decode_step).batch(batch_size)
+
+
+def make_optimizer(config):
+  c = config.sft
+  return _optimizer(float(c.lr), int(c.warmup_steps), int(c.steps), float(c.weight_decay),
+                    float(c.clip_norm))
+
+
+@functools.lru_cache(maxsize=4)  # the same object for the same settings: train steps get reused
+def _optimizer(peak, warmup, steps, weight_decay, clip_norm):
+  warmup = min(warmup, max(steps // 2, 1))  # short test runs still decay
+  lr = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(steps, warmup + 1),
+                                          end_value=0.01 * peak)
+  return optax.chain(optax.clip_by_global_norm(clip_norm),
+                     optax.adamw(lr, weight_decay=weight_decay)), lr
+
+
+def init_state(config):
+  model = model_lib.make_policy(config.model, seed=int(config.seed))
+  tx, lr = make_optimizer(config)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, state = nnx.split((model, opt))
+  return graphdef, state, lr
+
+
+def obs_of(batch) -> env_lib.Obs:
+  return env_lib.Obs(task=batch["task"], seed=batch["seed"], queried_T=batch["queried_T"],
+                     norm_T=batch["norm_T"], budget_left=batch["budget_left"], turn=batch["turn"])
+
+
+@functools.lru_cache(maxsize=4)  # one compile per process for a given model and bank shape
+def make_train_step(graphdef, sizes, max_keys: int, value_coef: float):
+  def loss_fn(model, v, action_B, return_B):
+    logits_BxA, value_B = model(v, max_keys)
+    logp_BxA = jax.nn.log_softmax(logits_BxA)
+    ce = -jnp.take_along_axis(logp_BxA, action_B[:, None], axis=1)[:, 0]
+    v_loss = (value_B - return_B) ** 2
+    acc = (jnp.argmax(logits_BxA, -1) == action_B).astype(jnp.float32)
+    return ce.mean() + value_coef * v_loss.mean(), dict(ce=ce.mean(), v_loss=v_loss.mean(),
+                                                        acc=acc.mean())
+
+  @jax.jit
+  def train_step(state, params, family_N, batch):
+    model, opt = nnx.merge(graphdef, state)
+    v = agent.view(params, family_N, obs_of(batch), sizes)
+    (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
+        model, v, batch["action"], 1.0 - batch["regret"])
+    aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
+    opt.update(model, grads)
+    return nnx.state((model, opt)), aux
+
+  return train_step
+
+
+def _ckpt_args(state, it, save: bool):
+  pure = nnx.to_pure_dict(state)
+  if save:
+    return ocp.args.Composite(state=ocp.args.StandardSave(pure),
+                              data=grain.checkpoint.CheckpointSave(it))
+  return ocp.args.Composite(state=ocp.args.StandardRestore(pure),
+                            data=grain.checkpoint.CheckpointRestore(it))
+
+
+def _manager(workdir, every: int):
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "sft", "ckpt")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=every, create=True))
+
+
+def val_regret(config, model, val) -> float | None:
+  """Mean greedy regret on the val tasks (eval-sized candidate sets); None without val tasks."""
+  if val is None or int(config.sft.val_seeds) <= 0:
+    return None
+  n = len(val["tasks"])
+  seeds = np.arange(int(config.sft.val_seeds))
+  out = agent.play(model, val["params"], val["sizes"], np.repeat(np.arange(n), len(seeds)),
+                   np.tile(seeds, n), val["family_N"])
+  return float(out["regret"].mean())
+
+
+def train(config, workdir, tables, splits, stop_after: int | None = None) -> dict:
+  """Distills the simulate stage's records; resumes from WORKDIR/sft/ckpt if present.
+
+  stop_after: leave the loop after this many steps without a final save (a kill, for tests).
+  """
+  logging.set_verbosity(logging.WARNING)
+  logging.get_absl_logger().setLevel("WARNING")
+  c = config.sft
+  out_dir = os.path.join(workdir, "sft")
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(workdir, "sim", "summary.json")) as f:
+    sim = json.load(f)
+  bank = simulate.train_bank(config, tables, splits)
+  if bank["names"] != sim["names"]:
+    raise RuntimeError("[sft] the training bank differs from the one the records were simulated "
+                       "on (config or data changed): remove WORKDIR/sim and rerun simulate")
+  val = simulate.build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
+                            config.env.max_target_configs)
+  max_keys = int(config.sim.max_cheap_rows) + bank["sizes"].max_turns
+  graphdef, state, lr = init_state(config)
+  step_fn = make_train_step(graphdef, bank["sizes"], max_keys, float(c.value_coef))
+  ds = make_dataset(os.path.join(workdir, "sim", simulate.RECORDS), int(c.batch_size),
+                    int(config.seed))
+  it = iter(ds)
+  mngr = _manager(workdir, int(c.checkpoint_every))
+  step = 0
+  if mngr.latest_step() is not None:
+    step = mngr.latest_step()
+    restored = mngr.restore(step, args=_ckpt_args(state, it, False))  # `it` is restored in place
+    nnx.replace_by_pure_dict(state, _uncommitted(restored["state"]))
+  metrics_path = os.path.join(out_dir, "metrics.jsonl")
+  _truncate_metrics(metrics_path, step)  # a resumed run rewrites what came after its checkpoint
+  from tensorboardX import SummaryWriter
+  from tqdm import tqdm
+  tb = SummaryWriter(os.path.join(out_dir, "tb")) if jax.process_index() == 0 else None
+  bar = tqdm(total=int(c.steps), initial=step, desc="[sft]", file=sys.stderr, leave=False,
+             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1")
+  t0, n0, last = time.time(), step, {}
+  params, family_N = bank["params"], bank["family_N"]
+  while step < int(c.steps):
+    if stop_after is not None and step >= stop_after:
+      break
+    batch = jax.tree.map(jnp.asarray, next(it))
+    state, aux = step_fn(state, params, family_N, batch)
+    step += 1
+    bar.update(1)
+    if step % int(c.log_every) == 0 or step == int(c.steps):
+      aux = {k: float(v) for k, v in aux.items()}
+      rate = (step - n0) * int(c.batch_size) / max(time.time() - t0, 1e-9)
+      last = dict(step=step, lr=float(lr(step)), examples_per_s=rate, **aux)
+      bar.set_postfix(loss=f"{aux['loss']:.3f}", acc=f"{aux['acc']:.2f}", ex_s=f"{rate:.0f}")
+    if step % int(c.checkpoint_every) == 0 or step == int(c.steps):
+      model, _ = nnx.merge(graphdef, state)
+      last = dict(last, step=step, val_regret=val_regret(config, model, val))
+      mngr.save(step, args=_ckpt_args(state, it, True), force=True)
+    if last.get("step") == step:
+      _log(metrics_path, tb, last)
+  mngr.wait_until_finished()
+  mngr.close()
+  bar.close()
+  if tb is not None:
+    tb.close()
+  model, _ = nnx.merge(graphdef, state)
+  return dict(step=step, model=model, last=last)
+
+
+def _log(path, tb, row):
+  if jax.process_index() != 0:
+    return
+  with open(path, "a") as f:
+    f.write(json.dumps(row) + "\n")
+  for k, v in row.items():
+    if k != "step" and v is not None:
+      tb.add_scalar(f"sft/{k}", v, row["step"])
+
+
+def _truncate_metrics(path, step):
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    rows = [line for line in f if json.loads(line)["step"] <= step]
+  with open(path, "w") as f:
+    f.writelines(rows)
+
+
+def _uncommitted(tree):
+  """Restored arrays come back committed to a device; fresh ones are not, and jit caches the
+  two apart (a resumed run would compile its step twice)."""
+  return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), tree)
+
+
+def load_policy(config, workdir):
+  """The policy of the latest SFT checkpoint in workdir (None if there is none)."""
+  path = os.path.join(workdir, "sft", "ckpt")
+  if not os.path.isdir(path):
+    return None
+  mngr = _manager(workdir, int(config.sft.checkpoint_every))
+  step = mngr.latest_step()
+  if step is None:
+    return None
+  graphdef, state, _ = init_state(config)
+  pure = nnx.to_pure_dict(state)
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(pure)))
+  mngr.close()
+  nnx.replace_by_pure_dict(state, _uncommitted(restored["state"]))
+  model, _ = nnx.merge(graphdef, state)
+  return model
+
+
+def done(config, workdir) -> bool:
+  path = os.path.join(workdir, "sft", "ckpt")
+  if not os.path.isdir(path):
+    return False
+  mngr = _manager(workdir, int(config.sft.checkpoint_every))
+  step = mngr.latest_step()
+  mngr.close()
+  return step is not None and step >= int(config.sft.steps)

@@ -1,0 +1,31 @@
+"""Simulation -> distillation -> evaluation of the distilled agent next to the peers.
+
+  python -m autollmr.main --config=configs/sft.py --workdir=DIR
+  python -m autollmr.main --config=configs/sft.py:tiny --workdir=DIR   # a smoke run (~1 min)
+
+Stages curate,simulate,sft,eval; each is skipped when its output exists in DIR, so a killed run
+resumes (sft from its last checkpoint). Teacher trajectories come from the train tasks only, model
+selection reads the val tasks, and the eval stage adds the "sft_agent" rows to the leaderboard.
+Runtime on a 2-core CPU: see the README.
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  c = common.base()
+  c.stages = "curate,simulate,sft,eval"
+  if arg == "tiny":  # tests and smoke runs: two small tables, tiny model, a few steps
+    c.tasks.families = "synthetic_admire,grpo"
+    c.tasks.budgets = "1,2"
+    c.env.max_cheap_rows = 32
+    c.env.max_target_configs = 32
+    c.model.width, c.model.heads, c.model.layers, c.model.mlp = 16, 2, 1, 32
+    c.model.max_keys = 40
+    c.sim.seeds, c.sim.rollouts, c.sim.chunk = 2, 4, 8
+    c.sim.max_cheap_rows, c.sim.max_target_configs = 16, 16
+    c.sft.steps, c.sft.batch_size, c.sft.warmup_steps = 6, 8, 2
+    c.sft.checkpoint_every, c.sft.log_every, c.sft.val_seeds = 2, 2, 1
+    c.eval.methods, c.eval.seeds = "random,topk_transfer", 1
+  elif arg:
+    raise ValueError(f"configs/sft.py takes '' or 'tiny', got {arg!r}")
+  return c

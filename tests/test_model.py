@@ -1,0 +1,100 @@
+"""The policy: shapes, masking, permutation equivariance, logical axis names."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from autollmr import agent
+from autollmr import env as env_lib
+from autollmr import model as model_lib
+from autollmr import pipeline
+from autollmr import simulate
+from configs import sft as sft_config
+
+
+@pytest.fixture(scope="module")
+def setup():
+  c = sft_config.get_config("tiny")
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("AUTOLLMR_DATA", "none")  # the synthetic tables
+    tables = pipeline.load_tables(c)
+  splits = pipeline.curate_all(c, tables)
+  bank = simulate.train_bank(c, tables, splits)
+  policy = model_lib.make_policy(c.model, seed=0)
+  return c, bank, policy
+
+
+def _views(bank, n_turns=2, seed=0):
+  """Views of every training task after `n_turns` random target queries."""
+  params, sizes = bank["params"], bank["sizes"]
+  n = len(bank["tasks"])
+  rng = np.random.default_rng(seed)
+  states = jax.vmap(lambda t: env_lib._fresh_state(params, sizes, t, jnp.uint32(7), 0))(
+      jnp.arange(n))
+  for _ in range(n_turns):
+    obs = jax.vmap(lambda s: env_lib.observe(params, s))(states)
+    v = agent.view(params, bank["family_N"], obs, sizes)
+    ok = np.asarray(v["action_mask_A"] & ~v["known_A"] & v["is_target_A"])
+    a = np.array([rng.choice(np.flatnonzero(r)) if r.any() else 0 for r in ok], np.int32)
+    _, states, *_ = jax.vmap(lambda s, x: env_lib.step(s, x, params, sizes, auto_reset=False))(
+        states, jnp.asarray(a))
+  obs = jax.vmap(lambda s: env_lib.observe(params, s))(states)
+  return agent.view(params, bank["family_N"], obs, sizes)
+
+
+def test_shapes_and_mask(setup):
+  c, bank, policy = setup
+  v = _views(bank, n_turns=1)
+  B, A = v["known_A"].shape
+  logits, value = policy(v)
+  assert logits.shape == (B, A) and value.shape == (B,)
+  allowed = np.asarray(model_lib.policy_mask(v))
+  # Known candidates (revealed cheap rows, queried targets) are masked while others are open.
+  open_ = np.asarray(v["action_mask_A"] & ~v["known_A"]).any(-1)
+  assert open_.any() and not (allowed & np.asarray(v["known_A"]))[open_].any()
+  assert (allowed <= np.asarray(v["action_mask_A"]))[open_].all()
+  greedy = np.asarray(jnp.argmax(logits, -1))
+  assert allowed[np.arange(B), greedy].all()
+  samples = np.asarray(jax.random.categorical(jax.random.key(0), logits, shape=(256, B)))
+  assert allowed[np.arange(B)[None], samples].all()
+
+
+def test_mask_keeps_an_option():
+  v = dict(action_mask_A=jnp.array([[True, True, False]]), known_A=jnp.array([[True, True, False]]),
+           exists_A=jnp.array([[True, True, True]]))
+  assert np.asarray(model_lib.policy_mask(v)).tolist() == [[True, True, False]]
+  v["action_mask_A"] = jnp.zeros((1, 3), bool)
+  assert np.asarray(model_lib.policy_mask(v)).tolist() == [[True, True, True]]
+
+
+def test_permutation_equivariant(setup):
+  _, bank, policy = setup
+  v = _views(bank, n_turns=1)
+  A = v["known_A"].shape[1]
+  perm = np.random.default_rng(0).permutation(A)
+  pv = {k: (x[:, perm] if getattr(x, "ndim", 0) >= 2 and x.shape[1] == A else x)
+        for k, x in v.items()}
+  logits, value = policy(v, max_keys=A)
+  plogits, pvalue = policy(pv, max_keys=A)
+  ok = np.asarray(model_lib.policy_mask(v))
+  np.testing.assert_allclose(np.asarray(plogits)[ok[:, perm]],
+                             np.asarray(logits)[:, perm][ok[:, perm]], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(pvalue, value, rtol=1e-4, atol=1e-4)
+
+
+def test_logical_axis_names(setup):
+  _, _, policy = setup
+  specs = jax.tree.leaves(nnx.get_partition_spec(nnx.state(policy, nnx.Param)),
+                          is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  names = {n for s in specs for n in s if n is not None}
+  assert {"embed", "mlp", "heads", "kv", "vocab"} <= names
+
+
+def test_too_many_features_is_an_error(setup):
+  c, bank, _ = setup
+  c = c.copy_and_resolve_references()
+  c.model.max_config_features = 2
+  small = model_lib.make_policy(c.model)
+  with pytest.raises(ValueError, match="max_config_features"):
+    small(_views(bank, n_turns=0))
