@@ -109,11 +109,14 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
 METHOD = "sft_agent"
 
 
-def eval_records(config, workdir, tables, splits, method: str = METHOD) -> list[dict]:
-  """evaluate-style records of the SFT policy in `workdir` on every test task; [] if untrained."""
+def eval_records(config, workdir, tables, splits, method: str = METHOD,
+                 model=None) -> list[dict]:
+  """evaluate-style records of a policy (default: the SFT checkpoint in `workdir`) on every test
+  task; [] if there is none."""
   from autollmr import evaluate
   from autollmr import sft
-  model = sft.load_policy(config, workdir)
+  if model is None:
+    model = sft.load_policy(config, workdir)
   if model is None:
     return []
   records = []

@@ -117,13 +117,18 @@ def stage_eval(config, workdir, tables, splits, agents=None):
 
 
 def agent_records(config, workdir, tables, splits) -> list:
-  """Records of the trained agent(s) in workdir on the test tasks ([] when none is trained)."""
+  """Records of the trained agents in workdir (SFT, RL) on the test tasks ([] when none)."""
   from autollmr import agent
-  if not agent.has_checkpoint(workdir):
-    return []
-  t0 = time.time()
-  records = agent.eval_records(config, workdir, tables, splits)
-  print(f"[eval] {agent.METHOD}: {len(records)} episodes in {time.time() - t0:.0f}s")
+  from autollmr import rl
+  records = []
+  for method, load in ((agent.METHOD, None), (rl.METHOD, rl.load_policy)):
+    model = load(config, workdir) if load else None
+    if load and model is None or not load and not agent.has_checkpoint(workdir):
+      continue
+    t0 = time.time()
+    recs = agent.eval_records(config, workdir, tables, splits, method=method, model=model)
+    print(f"[eval] {method}: {len(recs)} episodes in {time.time() - t0:.0f}s")
+    records += recs
   return records
 
 
@@ -154,8 +159,21 @@ def stage_sft(config, workdir, tables, splits):
 
 
 OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
+def stage_rl(config, workdir, tables, splits):
+  from autollmr import rl
+  if rl.done(config, workdir):
+    print(f"[rl] exists: {os.path.join(workdir, 'rl', 'ckpt')}")
+    return
+  t0 = time.time()
+  out = rl.train(config, workdir, tables, splits)
+  rate = out["policy_env_steps_per_s"]
+  print(f"[rl] {out['step']} updates in {time.time() - t0:.0f}s"
+        + (f", {rate:.0f} policy+env steps/s" if rate else "") + "; last: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in out["last"].items() if isinstance(v, float)))
+
+
 STAGES = {"curate": stage_curate, "simulate": stage_simulate, "sft": stage_sft,
-          "eval": stage_eval}
+          "rl": stage_rl, "eval": stage_eval}
 
 
 def run(config, workdir: str):

@@ -42,7 +42,8 @@ def base() -> ml_collections.ConfigDict:
   c.model.mlp = 128
   c.model.max_keys = 272  # known tokens attended to (>= env.max_cheap_rows + max turns)
   c.model.kernels = "0.03:0.5,0.1:2,0.3:2"  # (h:lam) kernel-regression input features
-  c.model.raw_features = True  # config features in the token (else only relative geometry)
+  c.model.raw_features = False  # absolute config features in the token; off: only relative
+  # geometry (distances, kernel predictions), which carries over to shifted config spaces
 
   c.sim = ml_collections.ConfigDict()
   c.sim.seeds = 64  # episodes kept per training task
@@ -53,16 +54,38 @@ def base() -> ml_collections.ConfigDict:
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
   c.sim.fid_weights = "0.5,2.0"  # teacher weight on the fidelity-feature distance
   c.sim.temperatures = "0.0,0.1,0.3"  # teacher softmax temperatures (0: the argmax)
+  c.sim.static_temperatures = "0.0,0.1"  # the same, ranking by the cheap results only
 
   c.sft = ml_collections.ConfigDict()
-  c.sft.steps = 1500
-  c.sft.batch_size = 64
+  c.sft.steps = 800
+  c.sft.batch_size = 32
   c.sft.lr = 1e-3
-  c.sft.warmup_steps = 100
+  c.sft.warmup_steps = 50
   c.sft.weight_decay = 1e-4
   c.sft.clip_norm = 1.0
   c.sft.value_coef = 0.1  # value head regressed on the kept episode's 1 - regret (for RL later)
-  c.sft.checkpoint_every = 250
+  c.sft.checkpoint_every = 200
   c.sft.log_every = 50
   c.sft.val_seeds = 2  # greedy val episodes per val task (model selection, never test)
+
+  # Multi-turn RL (rl.py): GRPO-style, the whole update in one jax.jit.
+  c.rl = ml_collections.ConfigDict()
+  c.rl.init = "sft"  # sft: start from the distilled policy (KL reference); scratch: fresh policy
+  c.rl.steps = 200  # updates
+  c.rl.updates_per_call = 5  # updates per jitted call (lax.scan)
+  c.rl.tasks_per_update = 16  # M tasks sampled per update
+  c.rl.group_size = 8  # G episodes per task: the GRPO group
+  c.rl.epochs = 2  # PPO passes over each batch of episodes
+  c.rl.lr = 1e-4
+  c.rl.warmup_steps = 10
+  c.rl.clip_norm = 1.0
+  c.rl.clip_eps = 0.2
+  c.rl.kl_coef = 0.02  # KL(policy || reference) per turn, full categorical over candidates
+  c.rl.entropy_coef = 0.003
+  c.rl.shaping = 0.0  # dense shaping: coef x drop in best-so-far regret per turn
+  c.rl.turn_level = False  # per-turn advantages from returns-to-go instead of per episode
+  c.rl.low_rho_weight = 0.3  # curriculum: final share of rho < 1 training tasks
+  c.rl.curriculum_frac = 0.5  # ... reached linearly over this fraction of the updates
+  c.rl.checkpoint_every = 50
+  c.rl.log_every = 10
   return c

@@ -1,14 +1,22 @@
-"""The main job: curation -> evaluation of every peer on the held-out test tasks.
+"""The main job: curation -> simulation -> distillation -> RL -> evaluation next to every peer.
 
   python -m autollmr.main --config=configs/rl.py --workdir=workdir
+  python -m autollmr.main --config=configs/rl.py:tiny --workdir=DIR   # a smoke run (~1 min)
 
-The learned agent's stages (simulation, distillation, RL) join this pipeline as they land
-(issues 6 and 7); until then this config runs the stages that exist, end to end.
+Each stage is skipped when its output exists in the workdir (resume after a crash or ^C).
+Ablations: configs/sft.py (distillation only), configs/rl_scratch.py (RL from scratch);
+`python -m autollmr.ablate --workdir=DIR` runs all three and writes one table.
+Runtime on a 2-core CPU: see the README.
 """
-from configs import common
+from configs import sft
 
 
-def get_config():
-  c = common.base()
-  c.stages = "curate,eval"
+def get_config(arg: str = ""):
+  c = sft.get_config(arg)  # defaults: configs/common.py; "tiny": two small synthetic tables
+  c.stages = "curate,simulate,sft,rl,eval"
+  if arg == "tiny":
+    c.rl.steps, c.rl.updates_per_call = 4, 2
+    c.rl.tasks_per_update, c.rl.group_size = 2, 4
+    c.rl.checkpoint_every, c.rl.log_every = 2, 2
   return c
+

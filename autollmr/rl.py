@@ -1,0 +1,287 @@
+"""Multi-turn RL, GRPO-style, with the whole update in one jax.jit (PureJaxRL style).
+
+One update: sample M training tasks (curriculum weights over reveal fractions rho), play G
+episodes of each in the vmapped env with the current policy (lax.scan over turns), return =
+terminal 1 - regret + the env's invalid/repeat penalties (+ optional dense shaping from the
+best-so-far regret), advantage = the return normalized within its group of G (given to every turn,
+or per turn from returns-to-go with `rl.turn_level`), then `rl.epochs` passes of the PPO-clipped
+loss on every turn's action log-probability + KL to the frozen reference (distilled) policy -
+entropy bonus, and an optax step. `rl.updates_per_call` updates run in one call via lax.scan.
+
+Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
+(agent.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+
+from absl import logging
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from autollmr import agent
+from autollmr import env as env_lib
+from autollmr import model as model_lib
+from autollmr import sft
+from autollmr import simulate
+
+METHOD = "rl_agent"
+
+
+def make_optimizer(config):
+  c = config.rl
+  lr = optax.warmup_cosine_decay_schedule(0.0, c.lr, max(int(c.warmup_steps), 1),
+                                          max(int(c.steps), int(c.warmup_steps) + 1),
+                                          end_value=0.1 * c.lr)
+  return optax.chain(optax.clip_by_global_norm(c.clip_norm), optax.adamw(lr, weight_decay=0.0)), lr
+
+
+def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, shaping):
+  """G-grouped episodes with sampled actions; per-turn records (leading T) and final info."""
+  state = jax.vmap(lambda t, s: env_lib._fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
+  done_B = jnp.zeros(task_B.shape, bool)
+  regret0_B = jnp.ones(task_B.shape, jnp.float32)
+
+  def turn(carry, key_t):
+    state, done_B, prev_regret_B = carry
+    obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
+    v = agent.view(params, family_N, obs, sizes)
+    logits_BxA, _ = model(v, max_keys)
+    ref_logits_BxA, _ = ref_model(v, max_keys)
+    action_B = jax.random.categorical(key_t, logits_BxA).astype(jnp.int32)
+    logp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxA), action_B[:, None], 1)[:, 0]
+    _, nxt, reward_B, _, _, info = jax.vmap(
+        lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_B)
+    shaped_B = reward_B + shaping * (prev_regret_B - info["regret"])
+    state = jax.tree.map(lambda n, s: jnp.where(
+        done_B.reshape(done_B.shape + (1,) * (n.ndim - 1)), s, n), nxt, state)
+    out = dict(obs=obs, action=action_B, logp=logp_B, ref_logits=ref_logits_BxA,
+               active=~done_B, reward=jnp.where(done_B, 0.0, shaped_B),
+               invalid=info["invalid"] & ~done_B, repeat=info["repeat"] & ~done_B)
+    return (state, done_B | info["done"], info["regret"]), out
+
+  keys = jax.random.split(key, sizes.max_turns)
+  (state, _, _), traj_T = jax.lax.scan(turn, (state, done_B, regret0_B), keys)
+  regret_B = env_lib.regret_of(params, state.task, state.best)
+  return traj_T, regret_B
+
+
+def advantages(reward_TxB, active_TxB, group: int, turn_level: bool):
+  """Group-normalized advantages; groups are consecutive blocks of `group` episodes."""
+  T, B = reward_TxB.shape
+
+  def norm(x_RxB):
+    g = x_RxB.reshape(x_RxB.shape[0], B // group, group)
+    return ((g - g.mean(-1, keepdims=True)) / (g.std(-1, keepdims=True) + 1e-6)).reshape(x_RxB.shape)
+
+  if turn_level:  # returns-to-go, normalized per (turn, group)
+    rtg_TxB = jnp.flip(jnp.cumsum(jnp.flip(reward_TxB, 0), 0), 0)
+    return norm(rtg_TxB) * active_TxB
+  ret_B = reward_TxB.sum(0)
+  return jnp.broadcast_to(norm(ret_B[None])[0], (T, B)) * active_TxB
+
+
+def make_update(graphdef, ref_graphdef, sizes, max_keys, rc):
+  """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step)."""
+  M, G = int(rc.tasks_per_update), int(rc.group_size)
+
+  def loss_fn(model, obs_flat, action, logp_old, adv, active, ref_logits, params, family_N):
+    v = agent.view(params, family_N, obs_flat, sizes)
+    logits_NxA, _ = model(v, max_keys)
+    logp_NxA = jax.nn.log_softmax(logits_NxA)
+    logp = jnp.take_along_axis(logp_NxA, action[:, None], 1)[:, 0]
+    ratio = jnp.exp(logp - logp_old)
+    pg = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - rc.clip_eps, 1 + rc.clip_eps) * adv)
+    p_NxA = jnp.exp(logp_NxA)
+    kl = jnp.sum(p_NxA * (logp_NxA - jax.nn.log_softmax(ref_logits)), -1)
+    ent = -jnp.sum(p_NxA * logp_NxA, -1)
+    w = active.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+    mean = lambda x: (x * w).sum() / n
+    loss = mean(pg) + rc.kl_coef * mean(kl) - rc.entropy_coef * mean(ent)
+    clipped = mean((jnp.abs(ratio - 1) > rc.clip_eps).astype(jnp.float32))
+    return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent), clip_frac=clipped)
+
+  def one_update(carry, key):
+    state, ref_state, params, family_N, weights_N = carry
+    model, opt = nnx.merge(graphdef, state)
+    ref_model = nnx.merge(ref_graphdef, ref_state)
+    k_task, k_seed, k_roll = jax.random.split(key, 3)
+    task_M = jax.random.choice(k_task, weights_N.shape[0], (M,), p=weights_N)
+    task_B = jnp.repeat(task_M, G)
+    seed_B = jax.random.bits(k_seed, (M * G,), jnp.uint32)
+    traj, regret_B = rollout(model, ref_model, params, family_N, task_B,
+                             seed_B, k_roll, sizes, max_keys, rc.shaping)
+    adv_TxB = advantages(traj["reward"], traj["active"], G, rc.turn_level)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    obs_flat = jax.tree.map(flat, traj["obs"])
+    batch = (obs_flat, flat(traj["action"]), flat(traj["logp"]), flat(adv_TxB),
+             flat(traj["active"]), flat(traj["ref_logits"]))
+    aux = {}
+    for _ in range(int(rc.epochs)):
+      (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
+          model, *batch, params, family_N)
+      opt.update(model, grads)
+    turns = jnp.maximum(traj["active"].sum(), 1)
+    metrics = dict(aux, loss=loss, regret=regret_B.mean(),
+                   ret=traj["reward"].sum(0).mean(),
+                   invalid_rate=traj["invalid"].sum() / turns,
+                   repeat_rate=traj["repeat"].sum() / turns, turns=turns.astype(jnp.float32))
+    return (nnx.state((model, opt)), ref_state, params, family_N, weights_N), metrics
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def updates(state, ref_state, params, family_N, weights_N, key):
+    keys = jax.random.split(key, int(rc.updates_per_call))
+    (state, *_), metrics = jax.lax.scan(one_update,
+                                        (state, ref_state, params, family_N, weights_N), keys)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+  return updates
+
+
+def curriculum_weights(tasks, progress: float, rc) -> np.ndarray:
+  """Sampling weights over training tasks: rho = 1 tasks first; lower-rho tasks ramp in linearly
+  to `rl.low_rho_weight` (their share) over the first `rl.curriculum_frac` of training."""
+  rho = np.array([t.rho for t in tasks])
+  low = rho < 1.0
+  w = np.ones(len(tasks))
+  if low.any() and (~low).any():
+    share = float(rc.low_rho_weight) * min(1.0, progress / max(float(rc.curriculum_frac), 1e-9))
+    w[low] = share / low.sum()
+    w[~low] = (1.0 - share) / (~low).sum()
+  return (w / w.sum()).astype(np.float32)
+
+
+def _manager(workdir):
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "rl", "ckpt")),
+                               options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def init_states(config, workdir):
+  """(graphdef, state) of the trained model + optimizer, and the frozen reference policy.
+
+  rl.init = "sft": start from (and stay close to) the distilled policy; "scratch": a fresh
+  policy, whose initial weights are also the KL reference (so kl_coef only slows drift).
+  """
+  if config.rl.init == "sft":
+    model = sft.load_policy(config, workdir)
+    if model is None:
+      raise FileNotFoundError(f"rl.init=sft but no SFT checkpoint in {workdir}/sft/ckpt: run the "
+                              "simulate and sft stages first, or use configs/rl_scratch.py")
+    ref = sft.load_policy(config, workdir)
+  elif config.rl.init == "scratch":
+    model = model_lib.make_policy(config.model, seed=int(config.seed))
+    ref = model_lib.make_policy(config.model, seed=int(config.seed))
+  else:
+    raise ValueError(f"--config.rl.init must be 'sft' or 'scratch', got {config.rl.init!r}")
+  tx, lr = make_optimizer(config)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, state = nnx.split((model, opt))
+  ref_graphdef, ref_state = nnx.split(ref)
+  return graphdef, state, ref_graphdef, ref_state, lr
+
+
+def train(config, workdir, tables, splits, stop_after: int | None = None) -> dict:
+  logging.set_verbosity(logging.WARNING)
+  rc = config.rl
+  out_dir = os.path.join(workdir, "rl")
+  os.makedirs(out_dir, exist_ok=True)
+  bank = simulate.build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
+                             config.sim.max_target_configs)
+  if bank is None:
+    raise RuntimeError("[rl] no training tasks in the chosen families")
+  val = simulate.build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
+                            config.env.max_target_configs)
+  sizes = bank["sizes"]
+  max_keys = int(config.sim.max_cheap_rows) + sizes.max_turns
+  graphdef, state, ref_graphdef, ref_state, lr = init_states(config, workdir)
+  update = make_update(graphdef, ref_graphdef, sizes, max_keys, rc)
+  mngr = _manager(workdir)
+  step = 0
+  if mngr.latest_step() is not None:
+    step = mngr.latest_step()
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
+    nnx.replace_by_pure_dict(state, restored["state"])
+  metrics_path = os.path.join(out_dir, "metrics.jsonl")
+  sft._truncate_metrics(metrics_path, step)
+  from tensorboardX import SummaryWriter
+  from tqdm import tqdm
+  tb = SummaryWriter(os.path.join(out_dir, "tb")) if jax.process_index() == 0 else None
+  total = int(rc.steps)
+  per_call = int(rc.updates_per_call)
+  bar = tqdm(total=total, initial=step, desc="[rl]", file=sys.stderr, leave=False,
+             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1")
+  key = jax.random.key(int(config.seed) + 1)
+  last, t_train, env_steps = {}, 0.0, 0
+  best_val = None
+  while step < total:
+    if stop_after is not None and step >= stop_after:
+      break
+    weights = jnp.asarray(curriculum_weights(bank["tasks"], step / total, rc))
+    t0 = time.time()
+    state, m = update(state, ref_state, bank["params"], bank["family_N"], weights,
+                      jax.random.fold_in(key, step))
+    m = {k: float(v) for k, v in m.items()}
+    dt = time.time() - t0
+    step += per_call
+    bar.update(per_call)
+    if step > per_call:  # the first call includes compilation
+      t_train += dt
+      env_steps += m["turns"] * per_call
+    rate = env_steps / t_train if t_train else None
+    last = dict(step=step, lr=float(lr(step)), steps_per_s=rate, **m)
+    bar.set_postfix(regret=f"{m['regret']:.3f}", kl=f"{m['kl']:.3f}")
+    if step % int(rc.checkpoint_every) < per_call or step >= total:
+      model, _ = nnx.merge(graphdef, state)
+      last["val_regret"] = sft.val_regret(config, model, val)
+      mngr.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
+    if step % int(rc.log_every) < per_call or "val_regret" in last:
+      sft._log(metrics_path, tb, last)
+  mngr.wait_until_finished()
+  mngr.close()
+  bar.close()
+  if tb is not None:
+    tb.close()
+  return dict(step=step, last=last, policy_env_steps_per_s=(env_steps / t_train
+                                                            if t_train else None))
+
+
+def load_policy(config, workdir):
+  path = os.path.join(workdir, "rl", "ckpt")
+  if not os.path.isdir(path):
+    return None
+  mngr = _manager(workdir)
+  step = mngr.latest_step()
+  if step is None:
+    mngr.close()
+    return None
+  model = model_lib.make_policy(config.model, seed=int(config.seed))
+  tx, _ = make_optimizer(config)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, state = nnx.split((model, opt))
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
+  mngr.close()
+  nnx.replace_by_pure_dict(state, restored["state"])
+  model, _ = nnx.merge(graphdef, state)
+  return model
+
+
+def done(config, workdir) -> bool:
+  path = os.path.join(workdir, "rl", "ckpt")
+  if not os.path.isdir(path):
+    return False
+  mngr = _manager(workdir)
+  step = mngr.latest_step()
+  mngr.close()
+  return step is not None and step >= int(config.rl.steps)
