@@ -48,9 +48,9 @@ def format_text(descs: list[dict]) -> str:
 def main(argv):
   if len(argv) < 2 or argv[1] != "describe":
     sys.exit("usage: python -m autollmr.gym describe [--json] [--spec PATH ...] [--tables a,b]")
-  data_dir = sources.find_data_dir(_DATA_DIR.value)
-  names = _TABLES.value if _TABLES.value is not None else sources.available_tables(data_dir)
-  descs = describe(names, _SPEC.value, data_dir)
+  names = (_TABLES.value if _TABLES.value is not None
+           else sources.available_tables(_DATA_DIR.value))
+  descs = describe(names, _SPEC.value, _DATA_DIR.value)
   print(json.dumps(descs, indent=1) if _JSON.value else format_text(descs))
 
 

@@ -23,8 +23,9 @@ def csv_list(s: str, cast=str) -> list:
 
 
 def load_tables(config) -> dict:
-  data_dir = sources.find_data_dir(config.data_dir or None)
-  available = sources.available_tables(data_dir)
+  raw = config.data_dir or None  # "none" forces the synthetic tables; resolve it once, here
+  data_dir = sources.find_data_dir(raw)
+  available = sources.available_tables(raw)
   names = csv_list(config.tasks.families) or available
   unknown = [n for n in names if n not in available]
   if unknown:
@@ -36,7 +37,7 @@ def load_tables(config) -> dict:
           "hw-gpt-bench/, admire-ift-runs/ and regmix/ to use the real ones.")
   else:
     print(f"autollmr: data directory {data_dir}")
-  return {n: sources.load_table(n, data_dir) for n in names}
+  return {n: sources.load_table(n, raw) for n in names}
 
 
 def curate_all(config, tables) -> dict:

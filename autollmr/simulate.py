@@ -2,16 +2,17 @@
 
 Teacher (why this one): best-of-N rejection sampling over a stochastic transfer strategy that a
 researcher could run from the observations alone. Each candidate's outcome is predicted by kernel
-regression over the known results (the cheap runs and the target runs made so far): weights
-softmax_j(-|z_i - z_j|^2 / h - lam |g_i - g_j|^2), z standardized config features, g standardized
-fidelity features, so the same or nearest config at the nearest fidelity dominates, and a target
-result reshapes its neighbourhood. Actions are drawn from softmax(prediction / tau) over the
-unqueried affordable target candidates; the N rollouts of one (task, seed) cycle through a small
-grid of (h, lam, tau). Per (task, seed) the rollout with the best final regret is kept (ties: less
-cost, then the better anytime curve). The kept actions are explainable from the observation (the
-student can represent the scorer: it is one attention head with a distance bias), while the
-outcome filter adds what the observation alone cannot: which transfer guesses actually pay off at
-a larger scale, so the student learns that bias from many tasks instead of copying top-k.
+regression over the known results: weights softmax_j(-|z_i - z_j|^2 / h - lam |g_i - g_j|^2), z
+standardized config features, g standardized fidelity features, so the same or nearest config at
+the nearest fidelity dominates. Modes: "adaptive" also adds each target result as it comes (it
+searches near what worked), "static" ranks by the cheap results only (a plan fixed up front that
+spreads its queries, like top-k transfer). Actions are drawn from softmax(prediction / tau) over
+the unqueried affordable target candidates; the N rollouts of one (task, seed) cycle through the
+grid of kernels (h, lam) x modes (tau, adaptive?). Per (task, seed) the rollout with the best
+final regret is kept (ties: less cost, then the better anytime curve). Every kept action is
+explainable from the observation (the student gets the same kernel predictions as inputs), while
+the outcome filter adds what the observation alone cannot: which kernel, mode and which of the
+top-scored candidates actually pay off at a larger scale, learned across many tasks.
 
 Everything runs in the jitted env (vmap over episodes, lax.scan over turns, one jit called on
 fixed-size chunks of (task, seed) pairs). Only `tasks.training_table` views of the train and val
@@ -149,12 +150,12 @@ def teacher_prior(v, hl_Hx2, max_keys: int) -> dict:
               z_BxAxD=g["z_BxAxD"], zf_BxAxG=g["zf_BxAxG"], nvar_B1=g["nvar_B1"])
 
 
-def teacher_update(prior, obs, hl_Bx2):
+def teacher_update(prior, obs, hl_Bx2, adapt_B):
   """Adds the result of the previous turn (slot turn - 1, if that query was new) to the running
   softmax: one key per turn, O(A) per episode. Returns (prior, predicted value per candidate)."""
   slot = jnp.maximum(obs.turn - 1, 0)
   q_B = jnp.take_along_axis(obs.queried_T, slot[:, None], axis=1)[:, 0]
-  new_B = (obs.turn >= 1) & (q_B >= 0)
+  new_B = (obs.turn >= 1) & (q_B >= 0) & adapt_B
   take = lambda x: jnp.take_along_axis(x, jnp.maximum(q_B, 0)[:, None, None], axis=1)
   d2_BxA = jnp.sum((prior["z_BxAxD"] - take(prior["z_BxAxD"])) ** 2, -1) / prior["nvar_B1"]
   df2_BxA = jnp.sum((prior["zf_BxAxG"] - take(prior["zf_BxAxG"])) ** 2, -1)
@@ -180,16 +181,19 @@ def teacher_action(v, mu_BxA, key, tau_B):
 
 
 def strategies(config):
-  """The teacher's grid: kernels (h, lam) and temperatures; rollout r of a pair uses kernel
-  r % H and temperature (r // H) % len(taus), so every pair tries every combination once N >=
-  H * len(taus)."""
+  """The teacher's grid: kernels (h, lam) and modes (tau, adapt). adapt = 0 ranks by the cheap
+  results only (a plan fixed up front, like top-k transfer: it spreads its queries); adapt = 1
+  also learns from each target result (searches near what worked). Rollout r of a pair uses
+  kernel r % H and mode (r // H) % M, so every pair tries every combination once N >= H * M."""
   f = lambda s: [float(x) for x in str(s).split(",") if x.strip()]
   hl = [(h, lam) for h in f(config.sim.bandwidths) for lam in f(config.sim.fid_weights)]
-  return np.array(hl, np.float32), np.array(f(config.sim.temperatures), np.float32)
+  modes = ([(t, 1.0) for t in f(config.sim.temperatures)]
+           + [(t, 0.0) for t in f(config.sim.static_temperatures)])
+  return np.array(hl, np.float32), np.array(modes, np.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys"))
-def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, tau_U, sizes, n, max_keys):
+def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
   Out: per pair the kept trajectory (P x T: Obs fields, action, active), its final regret and
@@ -203,7 +207,7 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, tau_U, sizes, 
                           hl_Hx2, max_keys)
   r_N = jnp.arange(n)
   pair_E, kern_E = jnp.repeat(jnp.arange(P), n), jnp.tile(r_N % H, P)
-  tau_E = jnp.tile(tau_U[(r_N // H) % tau_U.shape[0]], P)
+  mode_Ex2 = jnp.tile(mode_Mx2[(r_N // H) % mode_Mx2.shape[0]], (P, 1))
   hl_Ex2 = hl_Hx2[kern_E]
   prior = dict(m_BxA=prior_P["m_BxHxA"][pair_E, kern_E], s0_BxA=prior_P["s0_BxHxA"][pair_E, kern_E],
                s1_BxA=prior_P["s1_BxHxA"][pair_E, kern_E], z_BxAxD=prior_P["z_BxAxD"][pair_E],
@@ -214,8 +218,9 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, tau_U, sizes, 
   def turn(carry, key_t):
     state, done_E, prior = carry
     obs = observe(state)
-    prior, mu_ExA = teacher_update(prior, obs, hl_Ex2)
-    action_E = teacher_action(agent.view(params, family_N, obs, sizes), mu_ExA, key_t, tau_E)
+    prior, mu_ExA = teacher_update(prior, obs, hl_Ex2, mode_Ex2[:, 1] > 0)
+    action_E = teacher_action(agent.view(params, family_N, obs, sizes), mu_ExA, key_t,
+                              mode_Ex2[:, 0])
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
     state = jax.tree.map(lambda x, s: jnp.where(
@@ -240,7 +245,7 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, tau_U, sizes, 
 def run_teacher(config, bank, pairs_task, pairs_seed, key):
   """All pairs in fixed-size chunks (one compile); host-side numpy out, pairs in order."""
   chunk = int(config.sim.chunk)
-  hl, taus = (jnp.asarray(x) for x in strategies(config))
+  hl, modes = (jnp.asarray(x) for x in strategies(config))
   outs = []
   for i in range(0, len(pairs_task), chunk):
     t = np.asarray(pairs_task[i:i + chunk], np.int32)
@@ -248,7 +253,7 @@ def run_teacher(config, bank, pairs_task, pairs_seed, key):
     m = len(t)
     t, s = np.pad(t, (0, chunk - m), mode="edge"), np.pad(s, (0, chunk - m), mode="edge")
     out = simulate_chunk(bank["params"], bank["family_N"], jnp.asarray(t), jnp.asarray(s),
-                         jax.random.fold_in(key, i), hl, taus, sizes=bank["sizes"],
+                         jax.random.fold_in(key, i), hl, modes, sizes=bank["sizes"],
                          n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows))
     outs.append(jax.tree.map(lambda x: np.asarray(x)[:m], out))
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -298,7 +303,7 @@ def run(config, workdir, tables, splits) -> dict:
   summary = dict(
       n_tasks=n_tasks, n_episodes=int(len(pairs_task)), n_steps=n_steps,
       rollouts=int(config.sim.rollouts),
-      kernels=strategies(config)[0].tolist(), temperatures=strategies(config)[1].tolist(),
+      kernels=strategies(config)[0].tolist(), modes=strategies(config)[1].tolist(),
       bytes=os.path.getsize(path) if os.path.exists(path) else 0,
       teacher_regret_mean=float(out["regret_P"].mean()),
       rollout_regret_mean=float(out["regret_PxN"].mean()),
