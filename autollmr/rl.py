@@ -210,7 +210,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     step = mngr.latest_step()
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
-    nnx.replace_by_pure_dict(state, restored["state"])
+    nnx.replace_by_pure_dict(state, sft._uncommitted(restored["state"]))  # no 2nd compile
   metrics_path = os.path.join(out_dir, "metrics.jsonl")
   sft._truncate_metrics(metrics_path, step)
   from tensorboardX import SummaryWriter
@@ -269,12 +269,7 @@ def load_policy(config, workdir):
   tx, _ = make_optimizer(config)
   opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
   graphdef, state = nnx.split((model, opt))
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
-  mngr.close()
-  nnx.replace_by_pure_dict(state, restored["state"])
-  model, _ = nnx.merge(graphdef, state)
-  return model
+  return sft.restore_model(mngr, step, graphdef, state)
 
 
 def done(config, workdir) -> bool:

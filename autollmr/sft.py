@@ -219,8 +219,13 @@ def load_policy(config, workdir):
   if step is None:
     return None
   graphdef, state, _ = init_state(config)
-  pure = nnx.to_pure_dict(state)
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(pure)))
+  return restore_model(mngr, step, graphdef, state)
+
+
+def restore_model(mngr, step, graphdef, state):
+  """The model of checkpoint `step` of a (model, optimizer) state; closes the manager."""
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
   mngr.close()
   nnx.replace_by_pure_dict(state, _uncommitted(restored["state"]))
   model, _ = nnx.merge(graphdef, state)
