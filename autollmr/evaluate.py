@@ -45,21 +45,34 @@ def build_eval_params(table, tasks, cfg):
 
 
 def run_peers(table, tasks, methods, seeds, cfg, bar=None) -> list[dict]:
-  """Plays each peer on each task (online peers on the rho = 0 copy) for each seed."""
+  """Plays each peer on each task (online peers on the rho = 0 copy) for each seed. A BUDGET_FREE
+  peer plays each task family once at its largest budget and the smaller budgets are read off
+  that episode's prefix where it is a legal episode of the smaller budget (else played)."""
   methods = [m for m in methods if peers_lib.applicable(m, table)]
   online = [m for m in methods if m in peers_lib.ONLINE_PEERS]
   all_tasks = list(tasks) + ([online_copy(t) for t in tasks] if online else [])
   params, sizes = build_eval_params(table, all_tasks, cfg)
   ref = ReferenceEnv(params, sizes, auto_reset=False)
+  # Tasks that differ only in budget (and turns), largest budget first.
+  order = sorted(range(len(all_tasks)), key=lambda i: -all_tasks[i].budget)
+  longest = {}  # (method, task without budget, seed) -> the largest-budget episode played
   records = []
-  for i, task in enumerate(all_tasks):
+  for i in order:
+    task = all_tasks[i]
     ctx = peers_lib.make_context(table, task, params, i)
     is_online = task.rho == 0.0 and i >= len(tasks)
+    stem = (task.target, task.visible, task.rho, task.split, is_online)
     for m in methods:
       if (m in peers_lib.ONLINE_PEERS) != is_online:
         continue
       for seed in seeds:
-        out = peers_lib.run_episode(peers_lib.PEERS[m], ref, ctx, i, int(seed))
+        key = (m, stem, int(seed))
+        out = None
+        if m in peers_lib.BUDGET_FREE and key in longest:
+          out = peers_lib.prefix_result(longest[key], int(task.budget), task.max_turns)
+        if out is None:
+          out = peers_lib.run_episode(peers_lib.PEERS[m], ref, ctx, i, int(seed))
+          longest.setdefault(key, out)
         records.append(_record(m, table, task, seed, out))
         if bar is not None:
           bar.update(1)

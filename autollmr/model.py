@@ -192,10 +192,11 @@ class Policy(nnx.Module):
 
   def __init__(self, *, max_config_features=24, max_fidelity_features=4, width=64, heads=4,
                layers=2, mlp=128, max_keys=272, kernels=((0.1, 0.5), (0.1, 2.0), (0.3, 2.0)),
-               raw_features=True, rngs: nnx.Rngs):
+               raw_features=True, global_to_candidates=False, rngs: nnx.Rngs):
     self.d_max, self.g_max, self.max_keys = max_config_features, max_fidelity_features, max_keys
     self.kernels = tuple(tuple(float(x) for x in k) for k in kernels)
     self.raw_features = raw_features
+    self.global_to_candidates = global_to_candidates
     n_in = max_config_features + max_fidelity_features + 4 + 2 * len(self.kernels)
     self.embed_in = _dense(n_in, width, (None, "embed"), rngs)
     self.embed_mid = _dense(width, width, ("embed", "embed"), rngs)
@@ -253,7 +254,9 @@ class Policy(nnx.Module):
     zk_BxKxC = jnp.pad(jnp.take_along_axis(geo_BxAxC, idx_BxK[..., None], axis=1),
                        ((0, 0), (1, 0), (0, 0)))
     key_idx = jnp.concatenate([jnp.zeros_like(idx_BxK[:, :1]), idx_BxK + 1], axis=1)
-    is_glob_N = jnp.arange(h_BxNxW.shape[1]) == 0
+    # Key 0 (the global token) is seen by the global query, and by every candidate only when
+    # global_to_candidates (chosen on validation: see configs/common.py).
+    is_glob_N = (jnp.arange(h_BxNxW.shape[1]) == 0) | self.global_to_candidates
     ok_BxNxK = jnp.concatenate([jnp.broadcast_to(is_glob_N[None, :, None], (ok_BxK.shape[0],
                                                                             len(is_glob_N), 1)),
                                 jnp.broadcast_to(ok_BxK[:, None], (ok_BxK.shape[0],
@@ -278,6 +281,7 @@ def make_policy(mcfg, seed: int = 0) -> Policy:
                   max_fidelity_features=mcfg.max_fidelity_features, width=mcfg.width,
                   heads=mcfg.heads, layers=mcfg.layers, mlp=mcfg.mlp, max_keys=mcfg.max_keys,
                   kernels=_pairs(mcfg.kernels), raw_features=mcfg.raw_features,
+                  global_to_candidates=mcfg.get("global_to_candidates", False),
                   rngs=nnx.Rngs(seed))
 
 

@@ -5,6 +5,7 @@ output already exists is skipped, so a crashed or interrupted run resumes where 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -44,7 +45,17 @@ def curate_all(config, tables) -> dict:
   kw = dict(budgets=tuple(csv_list(config.tasks.budgets, int)), test_rho=config.tasks.test_rho,
             train_rhos=tuple(csv_list(config.tasks.train_rhos, float)),
             extra_turns=config.tasks.extra_turns)
-  return {name: tasks_lib.curate(t, **kw) for name, t in tables.items()}
+  splits = {name: tasks_lib.curate(t, **kw) for name, t in tables.items()}
+  held = csv_list(config.tasks.val_families)
+  unknown = [n for n in held if n not in splits]
+  if unknown:
+    raise ValueError(f"--config.tasks.val_families names {unknown}, not among the tables in use "
+                     f"{sorted(splits)}")
+  for n in held:  # a whole family as validation: its training-level tasks are not trained on
+    s = splits[n]
+    s["val"] = s["val"] + [dataclasses.replace(t, split="val") for t in s["train"]]
+    s["train"] = []
+  return splits
 
 
 def stage_curate(config, workdir, tables, splits):

@@ -107,15 +107,20 @@ def _manager(workdir, every: int):
       options=ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=every, create=True))
 
 
-def val_regret(config, model, val) -> float | None:
-  """Mean greedy regret on the val tasks (eval-sized candidate sets); None without val tasks."""
+def val_regret(config, model, val, by_table: dict | None = None) -> float | None:
+  """Mean greedy regret on the val tasks (eval-sized candidate sets); None without val tasks.
+  `by_table`, if given, receives the mean per table (model selection reads both)."""
   if val is None or int(config.sft.val_seeds) <= 0:
     return None
   n = len(val["tasks"])
   seeds = np.arange(int(config.sft.val_seeds))
   out = agent.play(model, val["params"], val["sizes"], np.repeat(np.arange(n), len(seeds)),
                    np.tile(seeds, n), val["family_N"])
-  return float(out["regret"].mean())
+  regret_E = np.asarray(out["regret"])
+  if by_table is not None:
+    table_E = np.repeat([t.table for t in val["tasks"]], len(seeds))
+    by_table.update({k: float(regret_E[table_E == k].mean()) for k in sorted(set(table_E))})
+  return float(regret_E.mean())
 
 
 def train(config, workdir, tables, splits, stop_after: int | None = None) -> dict:
@@ -171,7 +176,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       bar.set_postfix(loss=f"{aux['loss']:.3f}", acc=f"{aux['acc']:.2f}", ex_s=f"{rate:.0f}")
     if step % int(c.checkpoint_every) == 0 or step == int(c.steps):
       model, _ = nnx.merge(graphdef, state)
-      last = dict(last, step=step, val_regret=val_regret(config, model, val))
+      per = {}
+      last = dict(last, step=step, val_regret=val_regret(config, model, val, per),
+                  val_by_table=per)
       mngr.save(step, args=_ckpt_args(state, it, True), force=True)
     if last.get("step") == step:
       _log(metrics_path, tb, last)
@@ -190,8 +197,9 @@ def _log(path, tb, row):
   with open(path, "a") as f:
     f.write(json.dumps(row) + "\n")
   for k, v in row.items():
-    if k != "step" and v is not None:
-      tb.add_scalar(f"sft/{k}", v, row["step"])
+    for name, x in (v.items() if isinstance(v, dict) else [("", v)]):
+      if k != "step" and x is not None:
+        tb.add_scalar(f"sft/{k}/{name}" if name else f"sft/{k}", x, row["step"])
 
 
 def _truncate_metrics(path, step):

@@ -92,3 +92,26 @@ def test_eval_pipeline_tiny(tmp_path):
   bad = subprocess.run(cmd[:-1] + ["--config.eval.methods=random,nope"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_budget_free_prefixes_equal_direct_runs(monkeypatch):
+  """A BUDGET_FREE peer's smaller budgets are read off its largest-budget episode: the records must
+  equal playing each budget on its own (here every budget's task is evaluated alone)."""
+  from autollmr import peers as peers_lib
+  table = _table(C=60, seed=3)
+  split = tasks_lib.curate(table, budgets=(1, 2, 4))
+  cfg = common.base()
+  methods = ["topk_transfer", "trend", "optuna_tpe"]
+  assert set(methods) <= peers_lib.BUDGET_FREE
+  keys = ("method", "budget", "seed", "regret", "percentile", "cost", "n_invalid", "n_repeat",
+          "n_turns", "anytime_regret")
+  played = []
+  run = peers_lib.run_episode
+  monkeypatch.setattr(peers_lib, "run_episode", lambda *a: played.append(1) or run(*a))
+  shared = evaluate.run_peers(table, split["test"], methods, range(3), cfg)
+  assert len(played) == 3 * 3  # one episode per method and seed: budgets 1 and 2 are prefixes
+  direct = [r for t in split["test"] for r in evaluate.run_peers(table, [t], methods, range(3), cfg)]
+  pick = lambda rs: sorted(tuple(r[k] if k != "anytime_regret" else tuple(r[k]) for k in keys)
+                           for r in rs)
+  assert len(shared) == len(direct) == 3 * 3 * 3
+  assert pick(shared) == pick(direct)
