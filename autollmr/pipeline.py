@@ -58,6 +58,25 @@ def curate_all(config, tables) -> dict:
   return splits
 
 
+def add_synthetic_training(config, tables, splits):
+  """`tasks.synthetic_train` = n: n draws of the synthetic tables (synthetic.py, seeds 1000..)
+  join as training-only tables: every level, test targets included, becomes training tasks (they
+  are synthetic, so nothing of a real test target leaks), and none is evaluated. Why: the real
+  tables give only a few dozen distinct training tasks, which RL memorizes; more task draws
+  teach what carries over."""
+  from autollmr import synthetic
+  kw = dict(budgets=tuple(csv_list(config.tasks.budgets, int)),
+            train_rhos=tuple(csv_list(config.tasks.train_rhos, float)),
+            extra_turns=config.tasks.extra_turns)
+  for i in range(int(config.tasks.synthetic_train)):
+    for t in synthetic.synthetic_tables(1000 + i):
+      t = dataclasses.replace(t, name=f"{t.name}@{i}")
+      s = tasks_lib.curate(t, test_rho=1.0, **kw)
+      train = [dataclasses.replace(x, split="train") for x in s["train"] + s["val"] + s["test"]]
+      tables[t.name] = t
+      splits[t.name] = {"train": train, "val": [], "test": []}
+
+
 def stage_curate(config, workdir, tables, splits):
   path = os.path.join(workdir, "curation", "tasks.json")
   if os.path.exists(path):
@@ -114,9 +133,10 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     if config.eval.split == "lofo":  # learned peers train on the other families only
       learned_peers.set_training_sources(
           [(tables[n], s["train"] + s["val"]) for n, s in splits.items()
-           if tables[n].family != table.family and s["train"] + s["val"]])
+           if tables[n].family != table.family and s["train"] + s["val"] and "@" not in n])
     else:  # own training tasks; a table without any borrows its family's (e.g. regmix)
-      learned_peers.set_training_sources(None, pool=list(tables.values()))
+      learned_peers.set_training_sources(  # not the extra synthetic draws (name@i): peers
+          None, pool=[t for n, t in tables.items() if "@" not in n])  # train as before
     records += evaluate.run_peers(table, test_tasks, methods, seeds, config, bar)
   learned_peers.set_training_sources(None)
   bar.close()
@@ -182,6 +202,10 @@ def stage_rl(config, workdir, tables, splits):
   print(f"[rl] {out['step']} updates in {time.time() - t0:.0f}s"
         + (f", {rate:.0f} policy+env steps/s" if rate else "") + "; last: "
         + ", ".join(f"{k}={v:.4g}" for k, v in out["last"].items() if isinstance(v, float)))
+  best = rl._read_best(workdir)
+  if best is not None and config.rl.select_on_val:
+    print(f"[rl] evaluated policy: step {best['step']} (lowest val regret "
+          f"{best['val_regret']:.4f}; step 0 = the starting policy)")
 
 
 STAGES = {"curate": stage_curate, "simulate": stage_simulate, "sft": stage_sft,
@@ -202,6 +226,7 @@ def run(config, workdir: str):
     f.write(config.to_json(indent=1))
   tables = load_tables(config)
   splits = curate_all(config, tables)
+  add_synthetic_training(config, tables, splits)
   for s in stages:
     logging.info("stage %s", s)
     STAGES[s](config, workdir, tables, splits)

@@ -160,8 +160,8 @@ def curriculum_weights(tasks, progress: float, rc) -> np.ndarray:
   return (w / w.sum()).astype(np.float32)
 
 
-def _manager(workdir):
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "rl", "ckpt")),
+def _manager(workdir, sub="ckpt"):
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "rl", sub)),
                                options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
 
@@ -222,7 +222,10 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
              disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1")
   key = jax.random.key(int(config.seed) + 1)
   last, t_train, env_steps = {}, 0.0, 0
-  best_val = None
+  best = _read_best(workdir)
+  if best is None and val is not None:  # the starting policy is a candidate too (step 0)
+    model, _ = nnx.merge(graphdef, state)
+    best = _write_best(workdir, 0, sft.val_regret(config, model, val), None)
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
@@ -243,6 +246,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     if step % int(rc.checkpoint_every) < per_call or step >= total:
       model, _ = nnx.merge(graphdef, state)
       last["val_regret"] = sft.val_regret(config, model, val)
+      if best is not None and last["val_regret"] < best["val_regret"]:
+        best = _write_best(workdir, step, last["val_regret"], state)
       mngr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
     if step % int(rc.log_every) < per_call or "val_regret" in last:
@@ -256,11 +261,39 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
                                                             if t_train else None))
 
 
+def _read_best(workdir):
+  path = os.path.join(workdir, "rl", "best.json")
+  return json.load(open(path)) if os.path.exists(path) else None
+
+
+def _write_best(workdir, step, val, state):
+  """Records the lowest-val-regret policy so far (step 0: the starting policy, not copied)."""
+  if state is not None:
+    mngr = _manager(workdir, "best")
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+  best = dict(step=int(step), val_regret=float(val))
+  with open(os.path.join(workdir, "rl", "best.json"), "w") as f:
+    json.dump(best, f)
+  return best
+
+
 def load_policy(config, workdir):
+  """The RL policy to evaluate: with `rl.select_on_val` (and val tasks) the checkpoint with the
+  lowest validation regret, the starting policy included (early stopping: if RL never beats it
+  on validation, the starting policy is returned); else the last checkpoint."""
   path = os.path.join(workdir, "rl", "ckpt")
   if not os.path.isdir(path):
     return None
-  mngr = _manager(workdir)
+  sub, best = "ckpt", _read_best(workdir) if config.rl.select_on_val else None
+  if best is not None:
+    if best["step"] == 0:
+      return (sft.load_policy(config, workdir) if config.rl.init == "sft"
+              else model_lib.make_policy(config.model, seed=int(config.seed)))
+    sub = "best"
+  mngr = _manager(workdir, sub)
   step = mngr.latest_step()
   if step is None:
     mngr.close()

@@ -20,6 +20,7 @@ def base() -> ml_collections.ConfigDict:
   # Tables whose training-level tasks become validation tasks (not trained on): model selection
   # under a configuration-space shift, e.g. hwgpt,hwgpt_lat (never the test targets).
   c.tasks.val_families = ""
+  c.tasks.synthetic_train = 0  # extra training-only draws of the synthetic tables (pipeline.py)
   c.tasks.test_rho = 1.0  # fraction of cheap results revealed at test (1 = the paper's setting)
   c.tasks.train_rhos = "1.0"  # curriculum of reveal fractions for training tasks
   c.tasks.extra_turns = 2  # turns beyond K (rho = 1): room for a mistake, not for free queries
@@ -95,5 +96,8 @@ def base() -> ml_collections.ConfigDict:
   c.rl.low_rho_weight = 0.3  # curriculum: final share of rho < 1 training tasks
   c.rl.curriculum_frac = 0.5  # ... reached linearly over this fraction of the updates
   c.rl.checkpoint_every = 20
+  # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
+  # stopping on validation; README: RL lowers training regret but not val regret yet).
+  c.rl.select_on_val = True
   c.rl.log_every = 5
   return c

@@ -3,12 +3,16 @@ import json
 import os
 import time
 
+from flax import nnx
+import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from autollmr import pipeline
 from autollmr import rl
+from autollmr import sft
 from autollmr.tasks import Task
 from configs import rl as rl_config
 
@@ -47,3 +51,15 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert metrics[-1]["step"] == c.rl.steps and "kl" in metrics[-1]
   assert os.listdir(tmp_path / "rl" / "tb")
   assert rl.done(c, str(tmp_path))
+  # Early stopping on validation: the evaluated policy is the best val checkpoint, the starting
+  # (distilled) policy included as step 0.
+  best = json.loads((tmp_path / "rl" / "best.json").read_text())
+  logged = [m["val_regret"] for m in metrics if m.get("val_regret") is not None]
+  assert logged and best["val_regret"] <= min(logged) + 1e-9
+  picked = rl.load_policy(c, str(tmp_path))
+  ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
+      ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
+      str(tmp_path))  # step > 0: the last checkpoint, equal only when the best is the last
+  same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.allclose(a, b)),
+                                      nnx.state(picked, nnx.Param), nnx.state(ref, nnx.Param)))
+  assert all(same) == (best["step"] in (0, c.rl.steps))
