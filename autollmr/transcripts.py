@@ -94,16 +94,26 @@ def to_raw(p, task: int, f: int, score):
 
 # --- the policy on a ReferenceEnv view ------------------------------------------------------------
 
-def policy_inputs(view, exists_A, family: int, max_turns: int, pad: int = 256) -> dict:
-  """agent.view's batch of one, from ReferenceEnv.expand(); the candidate axis padded (absent
-  candidates) to a multiple of `pad`, so tables of similar size share one compiled program."""
+def policy_inputs(view, exists_A, family: int, max_turns: int, pad: int = 256,
+                  d_max: int | None = None, g_max: int | None = None) -> dict:
+  """agent.view's batch of one, from ReferenceEnv.expand(). The candidate axis is padded (absent
+  candidates) to a multiple of `pad` and the feature axes with zeros to d_max / g_max (constant
+  features standardize to 0: the policy's input is unchanged), so every table of a similar size
+  shares one compiled program."""
   import jax.numpy as jnp
   A = len(exists_A)
   extra = -A % pad
-  def grow(x):
+
+  def grow(x, width=None):
     x = np.asarray(x)
-    return np.pad(x, [(0, extra)] + [(0, 0)] * (x.ndim - 1)) if x.ndim and x.shape[0] == A else x
-  v = {k: jnp.asarray(grow(x))[None] for k, x in view.items()}
+    if not x.ndim or x.shape[0] != A:
+      return x
+    cols = [(0, 0)] * (x.ndim - 1)
+    if width is not None and x.ndim == 2:
+      cols = [(0, max(width - x.shape[1], 0))]
+    return np.pad(x, [(0, extra)] + cols)
+  widths = {"config_features_AxD": d_max, "fidelity_features_AxG": g_max}
+  v = {k: jnp.asarray(grow(x, widths.get(k)))[None] for k, x in view.items()}
   v["exists_A"] = jnp.asarray(grow(exists_A))[None]
   v["family"] = jnp.asarray([family], jnp.int32)
   v["turn_frac"] = jnp.asarray([float(view["turn"]) / max(int(max_turns), 1)], jnp.float32)
@@ -166,7 +176,8 @@ class AgentChooser:
     self.prob = None
 
   def act(self, view) -> int:
-    self.v = policy_inputs(view, self.exists, self.family, self.max_turns)
+    self.v = policy_inputs(view, self.exists, self.family, self.max_turns,
+                           d_max=self.model.d_max, g_max=self.model.g_max)
     lp = log_probs(self.model, self.v)[0][:len(self.exists)]
     a = int(np.argmax(lp))
     self.prob = float(np.exp(lp[a]))
@@ -288,7 +299,8 @@ def render(ep: dict, table) -> str:
   L = [f"# {ep['method']} on {ep['table']}: target {ep['target']}, budget K={ep['budget']}",
        "",
        f"**Task.** Find the config with the best {obj} ({better} is better) at **{ep['target']}**"
-       f" with a budget of {ep['budget']} runs there (a cheaper run costs its share of one). "
+       f" with a budget of {ep['budget']} run{'s' if ep['budget'] != 1 else ''} there (a "
+       "cheaper run costs its share of one). "
        f"{ep['n_candidates_target']} target configs are candidates; reveal fraction rho = "
        f"{ep['rho']:g}, seed {ep['seed']}.", ""]
   rec = ep["recommendation"]
@@ -376,12 +388,9 @@ def _agent_factory(model):
 
 
 def pick_tasks(test, n: int) -> list[int]:
-  """n test tasks of a family: the largest budget, cycling over the targets."""
-  if not test or n <= 0:
-    return []
-  kmax = max(t.budget for t in test)
-  idx = [i for i, t in enumerate(test) if t.budget == kmax]
-  return [idx[j % len(idx)] for j in range(min(n, len(idx)))]
+  """n test tasks of a family: every target at the largest budget, then the next budget, ..."""
+  order = sorted(range(len(test)), key=lambda i: (-test[i].budget, i))
+  return order[:max(n, 0)]
 
 
 def write_eval_transcripts(config, workdir, tables, splits, out_dir, methods=()) -> list[dict]:
