@@ -424,3 +424,61 @@ def write_eval_transcripts(config, workdir, tables, splits, out_dir, methods=())
     for q in queries:
       f.write(json.dumps(q) + "\n")
   return queries
+
+
+# --- any episode from the command line ------------------------------------------------------------
+
+def main(argv=None) -> int:
+  """python -m autollmr.transcripts --workdir=DIR --table=NAME [--method=sft_agent] [--target=T]
+  [--budget=K] [--seed=S]: one test episode of a workdir's agent (or a peer) as Markdown."""
+  import argparse
+  import sys
+  import ml_collections
+  from autollmr import evaluate
+  from autollmr import peers as peers_lib
+  from autollmr import pipeline
+  ap = argparse.ArgumentParser(prog="python -m autollmr.transcripts", description=main.__doc__)
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--table", required=True)
+  ap.add_argument("--method", default="", help="rl_agent, sft_agent or a peer (default: the "
+                  "workdir's RL agent, else SFT, else topk_transfer)")
+  ap.add_argument("--target", default="", help="a test target (default: the first)")
+  ap.add_argument("--budget", type=float, default=0, help="default: the largest")
+  ap.add_argument("--seed", type=int, default=0)
+  a = ap.parse_args(argv)
+  if not os.path.exists(os.path.join(a.workdir, "config.json")):
+    print(f"autollmr.transcripts: {a.workdir} has no config.json (not a workdir of "
+          "`python -m autollmr.main`)", file=sys.stderr)
+    return 2
+  with open(os.path.join(a.workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  from autollmr import sources
+  tables = {a.table: sources.load_table(a.table, config.data_dir or None)}
+  test = pipeline.curate_all(config, tables)[a.table]["test"]
+  pick = [i for i, t in enumerate(test) if (not a.target or t.target == a.target)
+          and (not a.budget or t.budget == a.budget)]
+  if not pick:
+    print(f"autollmr.transcripts: no test task of {a.table} with target {a.target!r} and budget "
+          f"{a.budget:g}; targets: {sorted({t.target for t in test})}", file=sys.stderr)
+    return 2
+  i = max(pick, key=lambda j: (test[j].budget, -j))
+  choosers = dict(eval_choosers(config, a.workdir, ["topk_transfer"]))
+  if a.method and a.method not in choosers:
+    if a.method not in peers_lib.PEERS:
+      print(f"autollmr.transcripts: no method {a.method!r} here; agents: {sorted(choosers)}, "
+            f"peers: {sorted(peers_lib.PEERS)}", file=sys.stderr)
+      return 2
+    choosers[a.method] = lambda ctx, table, task, seed, m=a.method: PeerChooser(
+        peers_lib.PEERS[m](ctx, seed), ctx.cand_exists_A)
+  method = a.method or next(iter(choosers))
+  table = tables[a.table]
+  params, sizes = evaluate.build_eval_params(table, test, config)
+  ep = record_episode(table, test[i], params, sizes, i, a.seed, method,
+                      lambda ctx: choosers[method](ctx, table, test[i], a.seed))
+  print(render(ep, table))
+  return 0
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(main())

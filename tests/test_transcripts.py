@@ -96,3 +96,15 @@ def test_kernel_prediction_reads_the_nearest_known_result():
   assert abs(mu[0] - view["value_A"][b]) < 0.5 and sd[0] >= 0
   y = table.values_FxC[1, cfgs[b]]  # the score <-> value round trip at a visible fidelity
   assert np.isclose(tr.to_raw(ref.p, 0, 1, ref.norm(b, y)), y, rtol=1e-4)
+
+
+def test_command_line_renders_any_test_episode(tmp_path, capsys):
+  from autollmr import transcripts
+  c = sft_config.get_config("tiny")
+  c.data_dir = "none"
+  (tmp_path / "config.json").write_text(c.to_json())
+  assert transcripts.main(["--workdir", str(tmp_path), "--table", "grpo", "--method", "trend",
+                           "--budget", "1"]) == 0
+  md = capsys.readouterr().out
+  assert md.startswith("# trend on grpo: target Qwen2.5-32B, budget K=1") and "regret" in md
+  assert transcripts.main(["--workdir", str(tmp_path / "nope"), "--table", "grpo"]) == 2
