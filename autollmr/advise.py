@@ -398,9 +398,9 @@ def format_text(out: dict) -> str:
   for s in out["suggestions"]:
     pr = s["predicted"]
     L.append(f"{s['rank']:>2}. {_cfg(s['config'])}")
-    L.append(f"    predicted {obj} {pr['value']:.4g} +- {pr['value_spread']:.2g} (score "
-             f"{pr['score']:+.2f} +- {pr['spread']:.2f}; better than {pr['better_than_pct']:.0f}% "
-             "of the open candidates)"
+    L.append(f"    predicted {obj} {pr['value']:.4g} +- {pr['value_spread']:.2g} on "
+             f"{pr['on_scale_of']}'s scale (score {pr['score']:+.2f} +- {pr['spread']:.2f}; better "
+             f"than {pr['better_than_pct']:.0f}% of the open candidates)"
              + (f"; policy p = {s['policy_prob']:.2f}" if s["policy_prob"] is not None else ""))
     for e in s["evidence"]:
       val = "predicted" if e["value"] is None else f"{obj} {e['value']:.4g}"

@@ -9,10 +9,10 @@ Learning curves read DIR/sft/metrics.jsonl and DIR/rl/metrics.jsonl (what the st
 landscape is one heatmap per fidelity of the objective over two config axes (default: the two
 features with the most distinct values), each cell the best value over the other features (the
 configs a researcher could still pick there); colours span each fidelity's best values to its
-median + 1.5 IQR on the bad side, so diverged runs do not wash out the basin; bright = better. The queries of the
-evaluation's transcripts (DIR/results/transcripts/queries.jsonl) are drawn on the panel of the
-fidelity they ran at, numbered in order; the recommendation is starred. The eval stage writes
-both (pipeline.stage_eval).
+median + 1.5 IQR on the bad side, so diverged runs do not wash out the basin; bright = better. The
+queries of the evaluation's transcripts (DIR/results/transcripts/queries.jsonl) are drawn on the
+panel of the fidelity they ran at, numbered in order; the recommendation is starred. The eval
+stage writes both (pipeline.stage_eval).
 """
 from __future__ import annotations
 

@@ -35,8 +35,8 @@ from autollmr import model as model_lib
 from autollmr.env_reference import ReferenceEnv
 
 KERNEL_H, KERNEL_LAM = 0.1, 2.0  # bandwidth (mean sq. standardized distance), fidelity weight
-POOL = 32  # known results whose saliency is measured per decision
-NEAR_IN_POOL = 24  # of which the nearest by the kernel; the rest the best known
+POOL = 16  # known results whose saliency is measured per decision (one forward pass of 2 POOL+1)
+NEAR_IN_POOL = 12  # of which the nearest by the kernel; the rest the best known
 DELTA = 0.1  # finite-difference step, in score units
 N_EVIDENCE = 3  # evidence rows shown per query
 
@@ -125,8 +125,8 @@ _LOGP = {}
 
 def log_probs(model, v, bump_BxA=None) -> np.ndarray:
   """log softmax of the policy's masked pointer logits for one view (batch of one) with each row
-  of `bump_BxA` added to its known values: B x A. Always 1 + 2 * POOL rows (row 0 unbumped), so
-  choosing and measuring saliency share one compiled program per candidate count."""
+  of `bump_BxA` added to its known values: B x A. Two compiled programs per candidate count: one
+  row (choosing; no bump) and 1 + 2 * POOL rows (saliency)."""
   import jax.numpy as jnp
   if "f" not in _LOGP:
     from flax import nnx
@@ -140,7 +140,7 @@ def log_probs(model, v, bump_BxA=None) -> np.ndarray:
       return jax.nn.log_softmax(logits, -1)
     _LOGP["f"] = f
   if bump_BxA is None:
-    bump_BxA = np.zeros((1 + 2 * POOL, v["value_A"].shape[1]), np.float32)
+    bump_BxA = np.zeros((1, v["value_A"].shape[1]), np.float32)
   return np.asarray(_LOGP["f"](model, v, jnp.asarray(bump_BxA)))
 
 
@@ -281,7 +281,8 @@ def record_episode(table, task, params, sizes, task_index: int, seed: int, metho
   return dict(method=method, table=table.name, objective=table.objective,
               direction=table.direction, target=task.target, budget=int(task.budget),
               rho=float(task.rho), seed=int(seed), chooser=chooser.kind,
-              evidence_label=chooser.evidence_label, evidence_col=chooser.evidence_col, prior=prior, steps=steps,
+              evidence_label=chooser.evidence_label, evidence_col=chooser.evidence_col,
+              prior=prior, steps=steps,
               n_target_configs=n_tgt, n_candidates_target=int((exists & (fid == t)).sum()),
               recommendation=rec, rec_value=float(p.values_FxC[t, rec]) if rec >= 0 else None,
               best_value=float(p.y_star_N[i]), worst_value=float(p.y_worst_N[i]),
@@ -334,7 +335,8 @@ def render(ep: dict, table) -> str:
     L.append(f"| {n} | {s['fidelity'] or '-'} | {what} | {_num(s['prob'], 2)} | {pred} | {obs} |"
              f" {_num(s['obs_value'])} | {s['regret']:.4f} |")
   L += ["", f"## Evidence per query ({ep['evidence_label']})", "",
-        f"| # | known result at | config | {obj} | score | {ep['evidence_col']} |", "|---:|---|---|---:|---:|---:|"]
+        f"| # | known result at | config | {obj} | score | {ep['evidence_col']} |",
+        "|---:|---|---|---:|---:|---:|"]
   for n, s in enumerate(ep["steps"], 1):
     for e in s["evidence"]:
       L.append(f"| {n} | {e['fidelity']} | {fmt_config(table, e['config'])} | "
@@ -359,26 +361,23 @@ def safe_name(s: str) -> str:
 # --- the evaluation's transcripts ----------------------------------------------------------------
 
 def eval_choosers(config, workdir, methods) -> list:
-  """[(method, factory(ctx, table, task) -> chooser)]: the trained agents in workdir (RL, SFT);
-  without any, one classical peer (topk_transfer if evaluated), so a peers-only eval still has
-  transcripts."""
+  """[(method, factory(ctx, table, task, seed) -> chooser)]: the workdir's final agent (RL if
+  trained, else SFT); without one, a classical peer (topk_transfer if evaluated), so a peers-only
+  eval still has transcripts."""
   from autollmr import agent
   from autollmr import peers as peers_lib
   from autollmr import rl
   from autollmr import sft
-  out = []
   for method, load in ((rl.METHOD, rl.load_policy), (agent.METHOD, sft.load_policy)):
     model = load(config, workdir)
     if model is not None:
-      out.append((method, _agent_factory(model)))
-  if not out:
-    classical = [m for m in methods if m in peers_lib.PEERS
-                 and m not in ("meta_regressor", "fsbo")]
-    pick = "topk_transfer" if "topk_transfer" in classical else (classical or [None])[0]
-    if pick is not None:
-      out.append((pick, lambda ctx, table, task, seed, m=pick: PeerChooser(
-          peers_lib.PEERS[m](ctx, seed), ctx.cand_exists_A)))
-  return out
+      return [(method, _agent_factory(model))]
+  classical = [m for m in methods if m in peers_lib.PEERS and m not in ("meta_regressor", "fsbo")]
+  pick = "topk_transfer" if "topk_transfer" in classical else (classical or [None])[0]
+  if pick is None:
+    return []
+  return [(pick, lambda ctx, table, task, seed, m=pick: PeerChooser(
+      peers_lib.PEERS[m](ctx, seed), ctx.cand_exists_A))]
 
 
 def _agent_factory(model):
@@ -394,8 +393,9 @@ def pick_tasks(test, n: int) -> list[int]:
 
 
 def write_eval_transcripts(config, workdir, tables, splits, out_dir, methods=()) -> list[dict]:
-  """config.eval.transcripts episodes per family and method, as DIR/transcripts/*.md, plus
-  DIR/transcripts/queries.jsonl (what plots.landscape overlays). Returns the query records."""
+  """config.eval.transcripts episodes per family of `eval_choosers`' method, as *.md in
+  DIR/transcripts/, plus DIR/transcripts/queries.jsonl (what plots.landscape overlays).
+  Returns the query records."""
   from autollmr import evaluate
   n = int(config.eval.get("transcripts", 0))
   if n <= 0:
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
   ap = argparse.ArgumentParser(prog="python -m autollmr.transcripts", description=main.__doc__)
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--table", required=True)
-  ap.add_argument("--method", default="", help="rl_agent, sft_agent or a peer (default: the "
+  ap.add_argument("--method", default="", help="sft_agent, rl_agent or a peer (default: the "
                   "workdir's RL agent, else SFT, else topk_transfer)")
   ap.add_argument("--target", default="", help="a test target (default: the first)")
   ap.add_argument("--budget", type=float, default=0, help="default: the largest")
@@ -462,19 +462,30 @@ def main(argv=None) -> int:
           f"{a.budget:g}; targets: {sorted({t.target for t in test})}", file=sys.stderr)
     return 2
   i = max(pick, key=lambda j: (test[j].budget, -j))
-  choosers = dict(eval_choosers(config, a.workdir, ["topk_transfer"]))
-  if a.method and a.method not in choosers:
-    if a.method not in peers_lib.PEERS:
-      print(f"autollmr.transcripts: no method {a.method!r} here; agents: {sorted(choosers)}, "
-            f"peers: {sorted(peers_lib.PEERS)}", file=sys.stderr)
+  from autollmr import agent
+  from autollmr import rl
+  from autollmr import sft
+  loaders = {rl.METHOD: rl.load_policy, agent.METHOD: sft.load_policy}
+  if a.method in loaders:
+    model = loaders[a.method](config, a.workdir)
+    if model is None:
+      print(f"autollmr.transcripts: no {a.method} checkpoint in {a.workdir}", file=sys.stderr)
       return 2
-    choosers[a.method] = lambda ctx, table, task, seed, m=a.method: PeerChooser(
-        peers_lib.PEERS[m](ctx, seed), ctx.cand_exists_A)
-  method = a.method or next(iter(choosers))
+    method, factory = a.method, _agent_factory(model)
+  elif a.method:
+    if a.method not in peers_lib.PEERS:
+      print(f"autollmr.transcripts: no method {a.method!r}; agents: {sorted(loaders)}, peers: "
+            f"{sorted(peers_lib.PEERS)}", file=sys.stderr)
+      return 2
+    method = a.method
+    factory = lambda ctx, table, task, seed: PeerChooser(peers_lib.PEERS[method](ctx, seed),
+                                                         ctx.cand_exists_A)
+  else:
+    method, factory = eval_choosers(config, a.workdir, ["topk_transfer"])[0]
   table = tables[a.table]
   params, sizes = evaluate.build_eval_params(table, test, config)
   ep = record_episode(table, test[i], params, sizes, i, a.seed, method,
-                      lambda ctx: choosers[method](ctx, table, test[i], a.seed))
+                      lambda ctx: factory(ctx, table, test[i], a.seed))
   print(render(ep, table))
   return 0
 
