@@ -145,6 +145,13 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   evaluate.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
         "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
+  from autollmr import plots
+  from autollmr import transcripts
+  t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
+  queries = transcripts.write_eval_transcripts(config, workdir, tables, splits, out_dir, methods)
+  pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
+  print(f"[eval] {len(queries)} transcripts in {out_dir}/transcripts/ and {len(pngs)} plots "
+        f"({', '.join(os.path.basename(p) for p in pngs)}) in {time.time() - t1:.0f}s")
   print(evaluate.summary_text(records))
 
 

@@ -18,6 +18,8 @@ built-in tables are declared too (data_tables/specs/*.json). Keys (see data_tabl
   validity       {flag_above?, flag_below?, flag_reason?, exclude_above?, exclude_below?}
   aux            list of {column, name?}: side metrics (latency, memory) kept per cell
   duplicates     "mean" (default) | "first" | "error": rows that land in one (fidelity, config)
+  candidates     optional CSV path(s) of PLANNED runs (same columns, objective empty): configs one
+                 could launch, e.g. at a target without runs yet; read by advise.py, not compiled
 
 Every rule that drops a row counts it in `Table.excluded` (nothing is dropped silently); every
 bad input raises `SpecError` naming the file, column and row, or the spec key.
@@ -39,7 +41,7 @@ TRANSFORMS = {
 }
 SPEC_KEYS = {"name", "family", "provenance", "notes", "csv", "loader", "config", "config_key",
              "key_decimals", "fidelity", "objective", "cost", "validity", "aux", "duplicates",
-             "description"}
+             "description", "candidates"}
 
 
 class SpecError(ValueError):

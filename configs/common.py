@@ -38,6 +38,7 @@ def base() -> ml_collections.ConfigDict:
                     + (",smac_hpo,smac_mf" if importlib.util.find_spec("smac") else ""))
   c.eval.seeds = 10
   c.eval.split = "standard"  # standard | lofo (leave one family out)
+  c.eval.transcripts = 2  # Markdown episodes per family and agent in results/transcripts/ (0: none)
 
   # The policy (model.py), teacher simulation (simulate.py) and distillation (sft.py).
   c.model = ml_collections.ConfigDict()

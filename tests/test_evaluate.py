@@ -82,6 +82,12 @@ def test_eval_pipeline_tiny(tmp_path):
   res = tmp_path / "w" / "results"
   for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
     assert (res / f).exists(), f
+  for f in ("landscape_synthetic_steplaw_dense.png", "landscape_grpo.png",
+            "transcripts/queries.jsonl"):
+    assert (res / f).stat().st_size > 0, f
+  md = sorted((res / "transcripts").glob("*.md"))  # no agent here: a classical peer's episodes
+  assert len(md) == 4 and all("topk_transfer" in p.name for p in md), md
+  assert "## Queries" in md[0].read_text() and not (res / "learning_curves.png").exists()
   rows = json.loads((res / "leaderboard.json").read_text())
   assert {r["method"] for r in rows} == {"random", "topk_transfer", "steplaw_formula",
                                          "optuna_tpe_hyperband"}

@@ -63,3 +63,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.allclose(a, b)),
                                       nnx.state(picked, nnx.Param), nnx.state(ref, nnx.Param)))
   assert all(same) == (best["step"] in (0, c.rl.steps))
+  res = tmp_path / "results"  # the eval stage's transcripts (of the final agent) and plots
+  md = sorted((res / "transcripts").glob("*.md"))
+  assert len(md) == c.eval.transcripts * len(pipeline.csv_list(c.tasks.families))
+  assert all("__rl_agent__" in p.name for p in md) and "saliency" in md[0].read_text()
+  for f in ("learning_curves.png", "landscape_grpo.png"):
+    assert (res / f).stat().st_size > 0, f
