@@ -1,4 +1,5 @@
 """Model selection on validation: the grid, holding families out as validation, the summary."""
+import numpy as np
 import pytest
 
 from autollmr import pipeline
@@ -39,3 +40,18 @@ def test_summary_marks_the_best_point(tmp_path):
   assert [round(r["val_regret_mean"], 3) for r in rows] == [0.3, 0.1]
   md = select.write(str(tmp_path), res, rows, "python -m autollmr.select ...")
   assert "**0.1000 +- 0.0000**" in md and (tmp_path / "selection.json").exists()
+
+
+def test_synthetic_training_draws_are_training_only():
+  cfg = common.base()
+  cfg.tasks.synthetic_train = 2
+  tables = {t.name: t for t in synthetic.synthetic_tables() if t.name == "synthetic_admire"}
+  splits = pipeline.curate_all(cfg, tables)
+  pipeline.add_synthetic_training(cfg, tables, splits)
+  extra = [n for n in splits if "@" in n]
+  assert len(extra) == 2 * 4 and all(n in tables for n in extra)
+  for n in extra:
+    assert splits[n]["train"] and not splits[n]["val"] and not splits[n]["test"]
+    assert all(t.table == n and t.split == "train" for t in splits[n]["train"])
+  a, b = tables["synthetic_admire@0"].values_FxC, tables["synthetic_admire@1"].values_FxC
+  assert not np.allclose(a, b, equal_nan=True)  # different draws
