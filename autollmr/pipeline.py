@@ -147,11 +147,12 @@ def stage_simulate(config, workdir, tables, splits):
     print(f"[simulate] exists: {path}")
     return
   s = simulate.run(config, workdir, tables, splits)
-  print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes ({s['n_tasks']} "
-        f"train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
-        f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
-        f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
-        f"wrote {os.path.dirname(path)}/")
+  if sharding.is_main():  # only process 0 writes the records
+    print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes "
+          f"({s['n_tasks']} train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
+          f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
+          f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
+          f"wrote {os.path.dirname(path)}/")
 
 
 def stage_sft(config, workdir, tables, splits):

@@ -88,8 +88,14 @@ def replicated(mesh) -> NamedSharding:
 
 def put(tree, shardings):
   """Host values (the same on every host: deterministic init, the env bank) -> global arrays
-  with `shardings` (one sharding or a matching tree)."""
-  return jax.device_put(jax.tree.map(np.asarray, tree), shardings)
+  with `shardings` (one sharding or a matching tree); each device takes its slice. (Not
+  jax.device_put: across hosts it checks the values are equal, which NaN padding fails.)"""
+  def one(x, s):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
+  if isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: one(x, shardings), tree)
+  return jax.tree.map(one, tree, shardings)
 
 
 def check_divisible(n: int, mesh, flag: str):
