@@ -19,7 +19,6 @@ import time
 
 from flax import nnx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
