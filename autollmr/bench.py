@@ -3,6 +3,11 @@
   env: env steps/s of a jitted, vmapped lax.scan rollout (random policy drawn inside the scan,
        auto-reset on) against the NumPy twin stepped from Python, and against a bare table
        gather in the same harness (the floor the env's rules add overhead to).
+  scale: RL update throughput (episodes/s) against the device count (1, 2, 4, 8): one
+       subprocess per count, the episodes split over a (n, 1) mesh (sharding.py). Fake CPU
+       devices on a CPU-only host (they share its cores: this measures the sharding overhead,
+       not a speed-up), the first n real devices on a GPU/TPU host (counts above the host's
+       are skipped).
 
 Add a benchmark: a function of no arguments (it reads its own flags) that returns a JSON-able
 dict, entered in BENCHMARKS under its name.
@@ -32,6 +37,13 @@ _STEPS = flags.DEFINE_integer("steps", 128, "Env steps per scan call.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per batch (best is kept).")
 _REF_STEPS = flags.DEFINE_integer("ref_steps", 3000, "Steps of the NumPy twin.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data directory (else $AUTOLLMR_DATA, ...).")
+_SCALE_DEVICES = flags.DEFINE_list("scale_devices", ["1", "2", "4", "8"], "Device counts.")
+_SCALE_UPDATES = flags.DEFINE_integer("scale_updates", 3, "Timed RL updates per device count.")
+_SCALE_SIZE = flags.DEFINE_enum("scale_size", "tiny", ["tiny", "default"],
+                                "Policy and candidate sizes: configs/rl.py:tiny or the default.")
+_SCALE_EPISODES = flags.DEFINE_string("scale_episodes", "8x8",
+                                      "Episodes per update: tasks x group size.")
+_SCALE_N = flags.DEFINE_integer("scale_n", 1, "(internal) the device count of one scale run.")
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", os.cpu_count(), "CPU devices to split the batch over (one per core: one "
     "XLA:CPU program mostly keeps to one thread).")
@@ -209,7 +221,98 @@ def _env_from_flags() -> dict:
                    repeats=_REPEATS.value, ref_steps=_REF_STEPS.value, data_dir=_DATA_DIR.value)
 
 
-BENCHMARKS = {"env": _env_from_flags}
+# --- scale: RL updates against the device count ---------------------------------------------------
+
+def scale_one(n: int, size: str = "tiny", episodes: str = "8x8", updates: int = 3) -> dict:
+  """Episodes/s of jitted RL updates (rollout + loss + step) on a (n, 1) mesh, in this process."""
+  from autollmr import pipeline
+  from autollmr import rl
+  from autollmr import sharding
+  from autollmr import simulate
+  from configs import rl as rl_config
+  c = rl_config.get_config("tiny" if size == "tiny" else "")
+  c.data_dir, c.tasks.families = "none", "synthetic_admire,grpo"
+  c.rl.init, c.rl.updates_per_call = "scratch", 1
+  c.rl.tasks_per_update, c.rl.group_size = (int(x) for x in episodes.split("x"))
+  c.mesh.data, c.mesh.model = n, 1
+  tables = pipeline.load_tables(c)
+  splits = pipeline.curate_all(c, tables)
+  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+                             c.sim.max_target_configs)
+  graphdef, state, ref_graphdef, ref_state, _ = rl.init_states(c, None)
+  mesh = sharding.make_mesh(c)
+  state_sh = sharding.state_shardings(state, mesh, c.mesh.params)
+  ref_sh = sharding.state_shardings(ref_state, mesh, c.mesh.params)
+  max_keys = int(c.sim.max_cheap_rows) + bank["sizes"].max_turns
+  update = rl.make_update(graphdef, ref_graphdef, bank["sizes"], max_keys, c.rl, mesh, state_sh,
+                          ref_sh)
+  state, ref_state = sharding.put((state, ref_state), (state_sh, ref_sh))
+  params, family_N = sharding.put((bank["params"], bank["family_N"]), sharding.replicated(mesh))
+  weights = jnp.asarray(rl.curriculum_weights(bank["tasks"], 0.0, c.rl))
+  key = jax.random.key(0)
+  t0 = time.perf_counter()
+  state, m = jax.block_until_ready(update(state, ref_state, params, family_N, weights, key))
+  compile_s = time.perf_counter() - t0
+  t0, turns = time.perf_counter(), 0.0
+  for i in range(updates):
+    state, m = update(state, ref_state, params, family_N, weights, jax.random.fold_in(key, i))
+    turns += float(m["turns"])  # a host sync per update, as in rl.train
+  dt = time.perf_counter() - t0
+  eps = c.rl.tasks_per_update * c.rl.group_size
+  dev = jax.devices()[0]
+  return dict(devices=n, episodes_per_update=eps, episodes_per_s=eps * updates / dt,
+              policy_env_steps_per_s=turns / dt, s_per_update=dt / updates,
+              first_call_s=compile_s, device=f"{dev.platform}:{dev.device_kind}")
+
+
+def bench_scale(counts=(1, 2, 4, 8), size: str = "tiny", episodes: str = "8x8",
+                updates: int = 3) -> dict:
+  """scale_one in a fresh subprocess per device count (fake CPU devices must be set before jax
+  starts; real accelerators: the first n)."""
+  import subprocess
+  accel = jax.default_backend() != "cpu"
+  have = jax.device_count() if accel else None
+  rows, skipped = {}, []
+  for n in counts:
+    if accel and n > have:
+      skipped.append(n)
+      continue
+    cmd = [sys.executable, "-m", "autollmr.bench", "_scale_one", f"--scale_n={n}",
+           f"--scale_size={size}", f"--scale_episodes={episodes}",
+           f"--scale_updates={updates}", "--json"]
+    env = dict(os.environ)
+    if not accel:
+      cmd.append(f"--cpu_devices={n}")
+      env["JAX_PLATFORMS"] = "cpu"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if r.returncode:
+      raise RuntimeError(f"bench scale with {n} devices failed:\n{r.stderr[-3000:]}")
+    rows[n] = json.loads(r.stdout[r.stdout.index("{"):])
+  base = rows[min(rows)]["episodes_per_s"]
+  dev = jax.devices()[0]
+  return dict(
+      episodes_per_s={n: r["episodes_per_s"] for n, r in rows.items()},
+      speedup_vs_fewest={n: r["episodes_per_s"] / base for n, r in rows.items()},
+      s_per_update={n: r["s_per_update"] for n, r in rows.items()},
+      first_call_s={n: r["first_call_s"] for n, r in rows.items()},
+      episodes_per_update=rows[min(rows)]["episodes_per_update"], size=size,
+      devices_kind=("real " if accel else "fake CPU ") + f"{dev.platform}:{dev.device_kind}",
+      host_cpus=os.cpu_count(), skipped_counts=skipped, jax_version=jax.__version__)
+
+
+def _scale_from_flags() -> dict:
+  return bench_scale(tuple(int(n) for n in _SCALE_DEVICES.value), _SCALE_SIZE.value,
+                     _SCALE_EPISODES.value, _SCALE_UPDATES.value)
+
+
+def _scale_one_from_flags() -> dict:
+  return scale_one(_SCALE_N.value, _SCALE_SIZE.value, _SCALE_EPISODES.value,
+                   _SCALE_UPDATES.value)
+
+
+BENCHMARKS = {"env": _env_from_flags, "scale": _scale_from_flags,
+              "_scale_one": _scale_one_from_flags}
 
 
 def format_text(name: str, out: dict) -> str:
@@ -225,8 +328,10 @@ def format_text(name: str, out: dict) -> str:
 
 def main(argv):
   if len(argv) < 2 or argv[1] not in BENCHMARKS:
-    sys.exit(f"usage: python -m autollmr.bench {{{','.join(BENCHMARKS)}}} [--json]")
-  jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before the backend starts
+    names = ",".join(b for b in BENCHMARKS if not b.startswith("_"))
+    sys.exit(f"usage: python -m autollmr.bench {{{names}}} [--json]")
+  if argv[1] != "scale":  # scale's own process only launches the runs
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before the backend starts
   out = BENCHMARKS[argv[1]]()
   print(json.dumps(out, indent=1) if _JSON.value else format_text(argv[1], out))
 

@@ -2,6 +2,9 @@
 
 Each stage reads the config and the workdir and writes its output into the workdir; a stage whose
 output already exists is skipped, so a crashed or interrupted run resumes where it stopped.
+Multi-host (main.py --distributed): every host runs every stage (SFT and RL on the global mesh,
+the rest replicated), the workdir is shared, only process 0 writes, and the hosts meet at a
+barrier after each stage.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import time
 from absl import logging
 
 from autollmr import evaluate
+from autollmr import sharding
 from autollmr import sources
 from autollmr import tasks as tasks_lib
 
@@ -82,7 +86,6 @@ def stage_curate(config, workdir, tables, splits):
   if os.path.exists(path):
     print(f"[curate] exists: {path}")
     return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
   out = {}
   print("[curate] tasks per table (train / val / test):")
   for name, s in splits.items():
@@ -93,9 +96,11 @@ def stage_curate(config, workdir, tables, splits):
     leak = tasks_lib.check_no_leak(tables[name], s)
     if leak:
       raise RuntimeError(f"[curate] test values reach training on {name}: {leak}")
-  with open(path, "w") as f:
-    json.dump(out, f, indent=1)
-  print(f"[curate] wrote {path}")
+  if sharding.is_main():
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(out, f, indent=1)
+    print(f"[curate] wrote {path}")
 
 
 def eval_methods(config) -> list[str]:
@@ -142,6 +147,8 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   bar.close()
   records += agent_records(config, workdir, tables, splits)
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  if not sharding.is_main():
+    return
   evaluate.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
         "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
@@ -178,11 +185,12 @@ def stage_simulate(config, workdir, tables, splits):
     print(f"[simulate] exists: {path}")
     return
   s = simulate.run(config, workdir, tables, splits)
-  print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes ({s['n_tasks']} "
-        f"train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
-        f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
-        f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
-        f"wrote {os.path.dirname(path)}/")
+  if sharding.is_main():  # only process 0 writes the records
+    print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes "
+          f"({s['n_tasks']} train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
+          f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
+          f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
+          f"wrote {os.path.dirname(path)}/")
 
 
 def stage_sft(config, workdir, tables, splits):
@@ -229,12 +237,14 @@ def run(config, workdir: str):
     raise ValueError(f"--config.eval.split must be standard or lofo, got {config.eval.split!r}")
   if "eval" in stages:
     eval_methods(config)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=1))
+  if sharding.is_main():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=1))
   tables = load_tables(config)
   splits = curate_all(config, tables)
   add_synthetic_training(config, tables, splits)
   for s in stages:
     logging.info("stage %s", s)
     STAGES[s](config, workdir, tables, splits)
+    sharding.sync(f"autollmr stage {s}")  # process 0's files are there for every host
   print(f"autollmr: done; everything is under {os.path.abspath(workdir)}")

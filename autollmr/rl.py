@@ -10,6 +10,11 @@ entropy bonus, and an optax step. `rl.updates_per_call` updates run in one call 
 
 Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
 (agent.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
+
+Devices (sharding.py): the M x G episodes of an update are split over the mesh's `data` axis
+(each device, and so each host, steps its share of the env batch; the loss's batch stays split
+the same way), the (model, optimizer) state and the frozen reference policy are sharded by
+config.mesh.params (the state donated), the env params are replicated.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from autollmr import agent
 from autollmr import env as env_lib
 from autollmr import model as model_lib
 from autollmr import sft
+from autollmr import sharding
 from autollmr import simulate
 
 METHOD = "rl_agent"
@@ -44,8 +50,12 @@ def make_optimizer(config):
   return optax.chain(optax.clip_by_global_norm(c.clip_norm), optax.adamw(lr, weight_decay=0.0)), lr
 
 
-def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, shaping):
-  """G-grouped episodes with sampled actions; per-turn records (leading T) and final info."""
+def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, shaping,
+            mesh=None):
+  """G-grouped episodes with sampled actions; per-turn records (leading T) and final info.
+  mesh: split the episodes over its `data` axis."""
+  if mesh is not None:
+    task_B, seed_B = sharding.constrain_batch((task_B, seed_B), mesh)
   state = jax.vmap(lambda t, s: env_lib._fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
   done_B = jnp.zeros(task_B.shape, bool)
   regret0_B = jnp.ones(task_B.shape, jnp.float32)
@@ -89,9 +99,11 @@ def advantages(reward_TxB, active_TxB, group: int, turn_level: bool):
   return jnp.broadcast_to(norm(ret_B[None])[0], (T, B)) * active_TxB
 
 
-def make_update(graphdef, ref_graphdef, sizes, max_keys, rc):
-  """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step)."""
+def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh):
+  """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step),
+  with the state's and reference's shardings (sharding.state_shardings); the state is donated."""
   M, G = int(rc.tasks_per_update), int(rc.group_size)
+  sharding.check_divisible(M * G, mesh, "--config.rl.tasks_per_update x --config.rl.group_size")
 
   def loss_fn(model, obs_flat, action, logp_old, adv, active, ref_logits, params, family_N):
     v = agent.view(params, family_N, obs_flat, sizes)
@@ -119,9 +131,11 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc):
     task_B = jnp.repeat(task_M, G)
     seed_B = jax.random.bits(k_seed, (M * G,), jnp.uint32)
     traj, regret_B = rollout(model, ref_model, params, family_N, task_B,
-                             seed_B, k_roll, sizes, max_keys, rc.shaping)
+                             seed_B, k_roll, sizes, max_keys, rc.shaping, mesh)
     adv_TxB = advantages(traj["reward"], traj["active"], G, rc.turn_level)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    # episode-major (B x T -> B*T): the loss batch stays split over `data` as the episodes were
+    flat = lambda x: sharding.constrain_batch(
+        jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), mesh)
     obs_flat = jax.tree.map(flat, traj["obs"])
     batch = (obs_flat, flat(traj["action"]), flat(traj["logp"]), flat(adv_TxB),
              flat(traj["active"]), flat(traj["ref_logits"]))
@@ -137,7 +151,10 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc):
                    repeat_rate=traj["repeat"].sum() / turns, turns=turns.astype(jnp.float32))
     return (nnx.state((model, opt)), ref_state, params, family_N, weights_N), metrics
 
-  @functools.partial(jax.jit, donate_argnums=(0,))
+  rep = sharding.replicated(mesh)
+
+  @functools.partial(jax.jit, in_shardings=(state_sh, ref_sh, rep, rep, rep, rep),
+                     out_shardings=(state_sh, rep), donate_argnums=(0,))
   def updates(state, ref_state, params, family_N, weights_N, key):
     keys = jax.random.split(key, int(rc.updates_per_call))
     (state, *_), metrics = jax.lax.scan(one_update,
@@ -203,23 +220,29 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   sizes = bank["sizes"]
   max_keys = int(config.sim.max_cheap_rows) + sizes.max_turns
   graphdef, state, ref_graphdef, ref_state, lr = init_states(config, workdir)
-  update = make_update(graphdef, ref_graphdef, sizes, max_keys, rc)
+  mesh = sharding.make_mesh(config)
+  state_sh = sharding.state_shardings(state, mesh, config.mesh.params)
+  ref_sh = sharding.state_shardings(ref_state, mesh, config.mesh.params)
+  update = make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh)
+  state, ref_state = sharding.put((state, ref_state), (state_sh, ref_sh))
+  env_params, family_N = sharding.put((bank["params"], bank["family_N"]),
+                                      sharding.replicated(mesh))
   mngr = _manager(workdir)
   step = 0
   if mngr.latest_step() is not None:
     step = mngr.latest_step()
     restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
-    nnx.replace_by_pure_dict(state, sft._uncommitted(restored["state"]))  # no 2nd compile
+        state=ocp.args.StandardRestore(sft.abstract(state))))
+    nnx.replace_by_pure_dict(state, restored["state"])  # arrays on this run's mesh
   metrics_path = os.path.join(out_dir, "metrics.jsonl")
   sft._truncate_metrics(metrics_path, step)
   from tensorboardX import SummaryWriter
   from tqdm import tqdm
-  tb = SummaryWriter(os.path.join(out_dir, "tb")) if jax.process_index() == 0 else None
+  tb = SummaryWriter(os.path.join(out_dir, "tb")) if sharding.is_main() else None
   total = int(rc.steps)
   per_call = int(rc.updates_per_call)
   bar = tqdm(total=total, initial=step, desc="[rl]", file=sys.stderr, leave=False,
-             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1")
+             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1" or not sharding.is_main())
   key = jax.random.key(int(config.seed) + 1)
   last, t_train, env_steps = {}, 0.0, 0
   best = _read_best(workdir)
@@ -231,7 +254,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       break
     weights = jnp.asarray(curriculum_weights(bank["tasks"], step / total, rc))
     t0 = time.time()
-    state, m = update(state, ref_state, bank["params"], bank["family_N"], weights,
+    state, m = update(state, ref_state, env_params, family_N, weights,
                       jax.random.fold_in(key, step))
     m = {k: float(v) for k, v in m.items()}
     dt = time.time() - t0
@@ -275,8 +298,9 @@ def _write_best(workdir, step, val, state):
     mngr.wait_until_finished()
     mngr.close()
   best = dict(step=int(step), val_regret=float(val))
-  with open(os.path.join(workdir, "rl", "best.json"), "w") as f:
-    json.dump(best, f)
+  if sharding.is_main():  # every host saved the checkpoint above; one writes the record
+    with open(os.path.join(workdir, "rl", "best.json"), "w") as f:
+      json.dump(best, f)
   return best
 
 

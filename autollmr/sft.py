@@ -4,7 +4,9 @@ Data: grain MapDataset over the ArrayRecord steps, sliced per host, shuffle(seed
 decode -> batch. A record holds the Obs fields, not the A-sized view: the view is rebuilt inside
 the jitted step from the training bank (simulate.train_bank), so records stay O(T).
 Optimizer: AdamW, linear warmup + cosine decay, global-norm clipping. The train step is one
-jax.jit over the NNX (model, optimizer) state (nnx.split / nnx.merge).
+jax.jit over the NNX (model, optimizer) state (nnx.split / nnx.merge), with the state sharded by
+config.mesh (sharding.py), the batch split over the mesh's `data` axis, the state donated.
+sft.batch_size is the global batch: each host reads batch_size / hosts rows of its share.
 Checkpoints (orbax CheckpointManager): the state AND the grain iterator, so a run killed mid-way
 and restarted from its workdir ends with the parameters of a straight run
 (tests/test_sft.py checks it). Logs: WORKDIR/sft/metrics.jsonl, TensorBoard events in
@@ -30,14 +32,19 @@ import orbax.checkpoint as ocp
 from autollmr import agent
 from autollmr import env as env_lib
 from autollmr import model as model_lib
+from autollmr import sharding
 from autollmr import simulate
 
 
 def make_dataset(path: str, batch_size: int, seed: int):
+  """batch_size: rows per batch on this host."""
   src = grain.sources.ArrayRecordDataSource([path])
   ds = grain.MapDataset.source(src)
   ds = ds[jax.process_index()::jax.process_count()]  # this host's share
-  return ds.shuffle(seed=seed).repeat().map(simulate.decode_step).batch(batch_size)
+  ds = ds.shuffle(seed=seed).repeat().map(simulate.decode_step).batch(batch_size)
+  # A small read-ahead: grain's default (16 threads, 500 batches) decodes thousands of records a
+  # short run never uses, on the same few cores as the train step.
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
 
 
 def make_optimizer(config):
@@ -68,8 +75,19 @@ def obs_of(batch) -> env_lib.Obs:
                      norm_T=batch["norm_T"], budget_left=batch["budget_left"], turn=batch["turn"])
 
 
-@functools.lru_cache(maxsize=4)  # one compile per process for a given model and bank shape
-def make_train_step(graphdef, sizes, max_keys: int, value_coef: float):
+_TRAIN_STEPS = {}  # one compile per process for a given model, bank shape and mesh
+
+
+def make_train_step(graphdef, state, sizes, max_keys: int, value_coef: float, mesh, mode: str):
+  """The jitted step; `state` gives the shardings (the same for the same graphdef and mode)."""
+  key = (graphdef, sizes, max_keys, value_coef, mesh, mode)
+  if key not in _TRAIN_STEPS:
+    _TRAIN_STEPS[key] = _train_step(graphdef, sizes, max_keys, value_coef, mesh,
+                                    sharding.state_shardings(state, mesh, mode))
+  return _TRAIN_STEPS[key]
+
+
+def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh):
   def loss_fn(model, v, action_B, return_B):
     logits_BxA, value_B = model(v, max_keys)
     logp_BxA = jax.nn.log_softmax(logits_BxA)
@@ -79,7 +97,10 @@ def make_train_step(graphdef, sizes, max_keys: int, value_coef: float):
     return ce.mean() + value_coef * v_loss.mean(), dict(ce=ce.mean(), v_loss=v_loss.mean(),
                                                         acc=acc.mean())
 
-  @jax.jit
+  rep = sharding.replicated(mesh)
+
+  @functools.partial(jax.jit, in_shardings=(state_sh, rep, rep, sharding.batch(mesh)),
+                     out_shardings=(state_sh, rep), donate_argnums=0)
   def train_step(state, params, family_N, batch):
     model, opt = nnx.merge(graphdef, state)
     v = agent.view(params, family_N, obs_of(batch), sizes)
@@ -93,12 +114,18 @@ def make_train_step(graphdef, sizes, max_keys: int, value_coef: float):
 
 
 def _ckpt_args(state, it, save: bool):
-  pure = nnx.to_pure_dict(state)
   if save:
-    return ocp.args.Composite(state=ocp.args.StandardSave(pure),
+    return ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state)),
                               data=grain.checkpoint.CheckpointSave(it))
-  return ocp.args.Composite(state=ocp.args.StandardRestore(pure),
+  return ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state)),
                             data=grain.checkpoint.CheckpointRestore(it))
+
+
+def abstract(state):
+  """The restore target: shapes, dtypes and the shardings `state` has now (so a checkpoint
+  written on one mesh restores onto another, each host reading only its shards)."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      nnx.to_pure_dict(state))
 
 
 def _manager(workdir, every: int):
@@ -114,6 +141,8 @@ def val_regret(config, model, val, by_table: dict | None = None) -> float | None
     return None
   n = len(val["tasks"])
   seeds = np.arange(int(config.sft.val_seeds))
+  graphdef, state = nnx.split(model)
+  model = nnx.merge(graphdef, sharding.host_local(state))  # played locally, on every host
   out = agent.play(model, val["params"], val["sizes"], np.repeat(np.arange(n), len(seeds)),
                    np.tile(seeds, n), val["family_N"])
   regret_E = np.asarray(out["regret"])
@@ -142,30 +171,35 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   val = simulate.build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
                             config.env.max_target_configs)
   max_keys = int(config.sim.max_cheap_rows) + bank["sizes"].max_turns
+  mesh = sharding.make_mesh(config)
+  sharding.check_divisible(int(c.batch_size), mesh, "--config.sft.batch_size")
   graphdef, state, lr = init_state(config)
-  step_fn = make_train_step(graphdef, bank["sizes"], max_keys, float(c.value_coef))
-  ds = make_dataset(os.path.join(workdir, "sim", simulate.RECORDS), int(c.batch_size),
-                    int(config.seed))
+  step_fn = make_train_step(graphdef, state, bank["sizes"], max_keys, float(c.value_coef), mesh,
+                            config.mesh.params)
+  state = sharding.put(state, sharding.state_shardings(state, mesh, config.mesh.params))
+  ds = make_dataset(os.path.join(workdir, "sim", simulate.RECORDS),
+                    int(c.batch_size) // jax.process_count(), int(config.seed))
   it = iter(ds)
   mngr = _manager(workdir, int(c.checkpoint_every))
   step = 0
   if mngr.latest_step() is not None:
     step = mngr.latest_step()
     restored = mngr.restore(step, args=_ckpt_args(state, it, False))  # `it` is restored in place
-    nnx.replace_by_pure_dict(state, _uncommitted(restored["state"]))
+    nnx.replace_by_pure_dict(state, restored["state"])  # arrays on this run's mesh
   metrics_path = os.path.join(out_dir, "metrics.jsonl")
   _truncate_metrics(metrics_path, step)  # a resumed run rewrites what came after its checkpoint
   from tensorboardX import SummaryWriter
   from tqdm import tqdm
-  tb = SummaryWriter(os.path.join(out_dir, "tb")) if jax.process_index() == 0 else None
+  tb = SummaryWriter(os.path.join(out_dir, "tb")) if sharding.is_main() else None
   bar = tqdm(total=int(c.steps), initial=step, desc="[sft]", file=sys.stderr, leave=False,
-             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1")
+             disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1" or not sharding.is_main())
   t0, n0, last = time.time(), step, {}
-  params, family_N = bank["params"], bank["family_N"]
+  rep = sharding.replicated(mesh)
+  params, family_N = sharding.put((bank["params"], bank["family_N"]), rep)
   while step < int(c.steps):
     if stop_after is not None and step >= stop_after:
       break
-    batch = jax.tree.map(jnp.asarray, next(it))
+    batch = sharding.put_batch(next(it), mesh)
     state, aux = step_fn(state, params, family_N, batch)
     step += 1
     bar.update(1)
@@ -192,7 +226,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
 
 
 def _log(path, tb, row):
-  if jax.process_index() != 0:
+  if not sharding.is_main():
     return
   with open(path, "a") as f:
     f.write(json.dumps(row) + "\n")
@@ -203,7 +237,7 @@ def _log(path, tb, row):
 
 
 def _truncate_metrics(path, step):
-  if not os.path.exists(path):
+  if not sharding.is_main() or not os.path.exists(path):
     return
   with open(path) as f:
     rows = [line for line in f if json.loads(line)["step"] <= step]

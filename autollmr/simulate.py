@@ -310,6 +310,7 @@ def run(config, workdir, tables, splits) -> dict:
       teacher_regret_per_table={k: float(np.mean(v)) for k, v in per_table.items()},
       seconds=time.time() - t0, names=bank["names"],
       sizes=dict(A=bank["sizes"].num_candidates, T=bank["sizes"].max_turns))
-  with open(os.path.join(out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
   return summary

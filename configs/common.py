@@ -101,4 +101,13 @@ def base() -> ml_collections.ConfigDict:
   # stopping on validation; README: RL lowers training regret but not val regret yet).
   c.rl.select_on_val = True
   c.rl.log_every = 5
+
+  # Devices (sharding.py): a (data, model) mesh; data=-1 = every device that `model` leaves.
+  # params: replicated | fsdp (embed over data) | tp (mlp, heads over model). Batches and episode
+  # batches split over data, so sft.batch_size and rl.tasks_per_update x rl.group_size must be
+  # multiples of the data axis.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.model = 1
+  c.mesh.params = "replicated"
   return c
