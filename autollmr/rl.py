@@ -248,7 +248,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   best = _read_best(workdir)
   if best is None and val is not None:  # the starting policy is a candidate too (step 0)
     model, _ = nnx.merge(graphdef, state)
-    best = _write_best(workdir, 0, sft.val_regret(config, model, val), None)
+    v0 = sft.val_regret(config, model, val)  # None when sft.val_seeds = 0: no selection
+    best = None if v0 is None else _write_best(workdir, 0, v0, None)
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
@@ -269,7 +270,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     if step % int(rc.checkpoint_every) < per_call or step >= total:
       model, _ = nnx.merge(graphdef, state)
       last["val_regret"] = sft.val_regret(config, model, val)
-      if best is not None and last["val_regret"] < best["val_regret"]:
+      if best is not None and last["val_regret"] is not None \
+          and last["val_regret"] < best["val_regret"]:
         best = _write_best(workdir, step, last["val_regret"], state)
       mngr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
