@@ -96,4 +96,17 @@ def base() -> ml_collections.ConfigDict:
   c.rl.curriculum_frac = 0.5  # ... reached linearly over this fraction of the updates
   c.rl.checkpoint_every = 20
   c.rl.log_every = 5
+
+  # The agent: "pointer" (model.py) or "lm", the text policy (lm.py, lm_train.py): the sft and rl
+  # stages train it instead, on the same teacher records; eval adds lm_sft_agent / lm_rl_agent.
+  c.policy = "pointer"
+  c.lm = ml_collections.ConfigDict()
+  c.lm.vocab_size = 384  # sentencepiece pieces (byte fallback takes 256 of them)
+  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 32, 40, 8  # slot widths
+  c.lm.known_rows = 8  # known cheap results rendered at reset (the best; lm_agent.py)
+  c.lm.max_len = 1024  # positions; header + (known_rows + turns) * (action + result) must fit
+  c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 64, 4, 2, 256
+  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 400, 16, 1e-3, 40
+  c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size, c.lm.rl_lr = 20, 4, 4, 1e-4
+  c.lm.log_every = 20
   return c
