@@ -68,23 +68,30 @@ def open_actions(params, family_N, obs, sizes):
   return model_lib.policy_mask(agent.view(params, family_N, obs, sizes))
 
 
-def reset_tokens(params, tx: text.TextArrays, obs, sizes, lay: Layout):
-  """B x length: header + the k known-result rows; the turn rows PAD."""
+def known_rows(params, obs, sizes, k: int):
+  """B x k candidate indices of the known cheap results rendered at reset, and which are real."""
   def one(o):
     v = env_lib.expand_obs(params, o, sizes)
-    t = o.task
-    known = v["known_A"] & params.cand_cheap_NxA[t]
+    known = v["known_A"] & params.cand_cheap_NxA[o.task]
     top_cost = jnp.max(jnp.where(known, v["cost_A"], -jnp.inf))
     # Nearest visible fidelity first (cost ratio steps dominate the +-5 value range), best first.
-    prio = v["value_A"] + 20.0 * jnp.log(jnp.maximum(v["cost_A"], 1e-9) / jnp.maximum(top_cost, 1e-9))
-    prio = jnp.where(known, prio, -jnp.inf)
-    score_k, idx_k = jax.lax.top_k(prio, lay.known)
-    ok_k = jnp.isfinite(score_k)
+    near = jnp.log(jnp.maximum(v["cost_A"], 1e-9) / jnp.maximum(top_cost, 1e-9))
+    prio = jnp.where(known, v["value_A"] + 20.0 * near, -jnp.inf)
+    score_k, idx_k = jax.lax.top_k(prio, k)
+    return idx_k, jnp.isfinite(score_k)
+  return jax.vmap(one)(obs)
+
+
+def reset_tokens(params, tx: text.TextArrays, obs, sizes, lay: Layout):
+  """B x length: header + the k known-result rows; the turn rows PAD."""
+  idx_Bxk, ok_Bxk = known_rows(params, obs, sizes, lay.known)
+
+  def one(t, idx_k, ok_k):
     rows = jnp.concatenate([tx.act_NxAxL[t, idx_k], tx.res_NxAxR[t, idx_k]], -1)
     rows = jnp.where(ok_k[:, None], rows, text.PAD)
     tail = jnp.zeros((lay.turns * lay.row,), jnp.int32)
     return jnp.concatenate([tx.header_NxH[t], rows.reshape(-1), tail])
-  return jax.vmap(one)(obs)
+  return jax.vmap(one)(obs.task, idx_Bxk, ok_Bxk)
 
 
 def decode_action(model, seq_BxL, act_BxAxL, open_BxA, start, key, greedy: bool, vocab: int):

@@ -8,7 +8,8 @@ environment can emit is rendered and tokenized ONCE, host side, into lookup arra
 Lines (one candidate = one (fidelity, config) pair):
   header   "<table> <objective> (<min|max>) target <fidelity> budget <K> runs"
   action   "<fidelity> <config>"  config = the table's config label (grpo's names its values,
-           e.g. lr=1.25e-07,G=4,kl=0.001), else its feature values with 3 significant digits
+           e.g. lr=1.25e-07,G=4,kl=0.001), else its feature values with 3 significant digits;
+           a name over 40 characters becomes "config <index>" (config_name)
   result   " : +1.23"  the normalized outcome the env shows (higher is better, symlog, +-5),
            sign and two decimals always written: a fixed format the tokenizer splits into digits
 A known result is an action line followed by its result line; a turn is the policy's action line
@@ -41,10 +42,16 @@ def fmt_value(v: float) -> str:
   return f"{float(v):+.2f}"
 
 
+MAX_LABEL_CHARS = 40  # a longer label (admire's 19 mixture weights) is named by its index
+
+
 def config_name(table, c: int) -> str:
-  if table.config_labels:
-    return str(table.config_labels[c])
-  return ",".join(f"{x:.3g}" for x in table.config_features_CxD[c])
+  """The config's label (grpo's names its values), else its values with 3 significant digits;
+  over MAX_LABEL_CHARS, "config <c>" (c: the table's config index, the same at every fidelity,
+  so a cheap result and its target run still share the name the policy copies)."""
+  name = (str(table.config_labels[c]) if table.config_labels
+          else ",".join(f"{x:.3g}" for x in table.config_features_CxD[c]))
+  return name if len(name) <= MAX_LABEL_CHARS else f"config {c}"
 
 
 def action_line(table, f: int, c: int) -> str:

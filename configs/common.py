@@ -102,7 +102,7 @@ def base() -> ml_collections.ConfigDict:
   c.policy = "pointer"
   c.lm = ml_collections.ConfigDict()
   c.lm.vocab_size = 384  # sentencepiece pieces (byte fallback takes 256 of them)
-  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 32, 40, 8  # slot widths
+  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 48, 40, 8  # slot widths
   c.lm.known_rows = 8  # known cheap results rendered at reset (the best; lm_agent.py)
   c.lm.max_len = 1024  # positions; header + (known_rows + turns) * (action + result) must fit
   c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 64, 4, 2, 256

@@ -16,7 +16,7 @@ def get_config(arg: str = ""):
   c.policy = "lm"
   c.eval.methods = "random,topk_transfer,trend,steplaw_formula"
   if arg == "tiny":
-    c.lm.known_rows, c.lm.action_tokens, c.lm.header_tokens = 4, 40, 32
+    c.lm.known_rows, c.lm.header_tokens = 4, 32
     c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 32, 2, 1, 64
     c.lm.sft_steps, c.lm.batch_size, c.lm.warmup_steps, c.lm.log_every = 4, 4, 1, 2
     c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size = 2, 2, 2
