@@ -102,11 +102,12 @@ def base() -> ml_collections.ConfigDict:
   c.policy = "pointer"
   c.lm = ml_collections.ConfigDict()
   c.lm.vocab_size = 384  # sentencepiece pieces (byte fallback takes 256 of them)
-  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 48, 40, 8  # slot widths
+  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 48, 36, 6  # slot widths
   c.lm.known_rows = 8  # known cheap results rendered at reset (the best; lm_agent.py)
   c.lm.max_len = 1024  # positions; header + (known_rows + turns) * (action + result) must fit
   c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 64, 4, 2, 256
-  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 400, 16, 1e-3, 40
-  c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size, c.lm.rl_lr = 20, 4, 4, 1e-4
-  c.lm.log_every = 20
+  # Sized for the 2-core CPU (a 678-token episode; ~3 s a step of 8 episodes under load).
+  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 150, 8, 1e-3, 15
+  c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size, c.lm.rl_lr = 10, 4, 4, 1e-4
+  c.lm.log_every = 10
   return c
