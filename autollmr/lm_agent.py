@@ -176,18 +176,17 @@ def _play(model, params, tx, family_N, task_B, seed_B, key, sizes, lay, greedy, 
 
 def play(model, params, tx, sizes, lay, vocab, task_indices, seeds, family_N=None, greedy=True,
          key=None) -> dict:
-  """Per-episode arrays as agent.play returns them, plus `tokens` (E x length). Decision time
-  is measured on a second, compiled call (compilation excluded)."""
+  """Per-episode arrays as agent.play returns them, plus `tokens` (E x length). Compiled ahead
+  of time, so decision time excludes compilation."""
   task_B = jnp.asarray(task_indices, jnp.int32)
   seed_B = jnp.asarray(np.asarray(seeds, np.int64).astype(np.uint32))
   if family_N is None:
     family_N = jnp.full(params.target_N.shape, model_lib.family_id("other"), jnp.int32)
   key = jax.random.key(0) if key is None else key
   args = (model, params, tx, jnp.asarray(family_N, jnp.int32), task_B, seed_B, key)
-  kw = dict(sizes=sizes, lay=lay, greedy=greedy, vocab=vocab)
-  jax.block_until_ready(_play(*args, **kw))  # compile
+  compiled = _play.lower(*args, sizes=sizes, lay=lay, greedy=greedy, vocab=vocab).compile()
   t0 = time.perf_counter()
-  final, seq, out = jax.block_until_ready(_play(*args, **kw))
+  final, seq, out = jax.block_until_ready(compiled(*args))
   wall_ms = 1e3 * (time.perf_counter() - t0)
   final = jax.tree.map(np.asarray, final)
   out = {k: np.asarray(v).T for k, v in out.items()}  # E x T
