@@ -7,9 +7,9 @@ environment can emit is rendered and tokenized ONCE, host side, into lookup arra
 
 Lines (one candidate = one (fidelity, config) pair):
   header   "<table> <objective> (<min|max>) target <fidelity> budget <K> runs"
-  action   "<fidelity> <config>"  config = the table's config label (grpo's names its values,
-           e.g. lr=1.25e-07,G=4,kl=0.001), else its feature values with 3 significant digits;
-           a name over 40 characters becomes "config <index>" (config_name)
+  action   "<fidelity> <config>"  config = its feature values with 3 significant digits, e.g.
+           "-22.9,2,-4" (log2 lr, log2 group size, log10 kl); a name over 40 characters becomes
+           "config <index>" (config_names)
   result   " : +1.23"  the normalized outcome the env shows (higher is better, symlog, +-5),
            sign and two decimals always written: a fixed format the tokenizer splits into digits
 A known result is an action line followed by its result line; a turn is the policy's action line
@@ -42,16 +42,33 @@ def fmt_value(v: float) -> str:
   return f"{float(v):+.2f}"
 
 
-MAX_LABEL_CHARS = 40  # a longer label (admire's 19 mixture weights) is named by its index
+MAX_LABEL_CHARS = 40  # longer names (admire's 19, regmix's 17 mixture weights) become an index
+_NAMES = {}
+
+
+def config_names(table) -> list[str]:
+  """Per config: its values with 3 significant digits ("-22.9,2,-4"), so a config under a
+  configuration-space shift (hwgpt L) still reads as near the cheap configs it resembles; a
+  value string shared by several configs gets " #<index>" appended. Over MAX_LABEL_CHARS:
+  "config <index>" (the table's config index, the same at every fidelity, so a cheap result and
+  its target run still share the name the policy copies). Computed over all configs of the
+  table, so a training view and the full table name configs alike."""
+  key = (table.name, table.config_features_CxD.shape, table.config_features_CxD.tobytes())
+  if key not in _NAMES:
+    vals = [",".join(f"{x:.3g}" for x in row) for row in table.config_features_CxD]
+    if vals and max(len(v) for v in vals) + 7 <= MAX_LABEL_CHARS:
+      count = {}
+      for v in vals:
+        count[v] = count.get(v, 0) + 1
+      names = [v if count[v] == 1 else f"{v} #{c}" for c, v in enumerate(vals)]
+    else:
+      names = [f"config {c}" for c in range(len(vals))]
+    _NAMES[key] = names
+  return _NAMES[key]
 
 
 def config_name(table, c: int) -> str:
-  """The config's label (grpo's names its values), else its values with 3 significant digits;
-  over MAX_LABEL_CHARS, "config <c>" (c: the table's config index, the same at every fidelity,
-  so a cheap result and its target run still share the name the policy copies)."""
-  name = (str(table.config_labels[c]) if table.config_labels
-          else ",".join(f"{x:.3g}" for x in table.config_features_CxD[c]))
-  return name if len(name) <= MAX_LABEL_CHARS else f"config {c}"
+  return config_names(table)[c]
 
 
 def action_line(table, f: int, c: int) -> str:

@@ -107,7 +107,7 @@ def base() -> ml_collections.ConfigDict:
   c.lm.max_len = 1024  # positions; header + (known_rows + turns) * (action + result) must fit
   c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 64, 4, 2, 256
   # Sized for the 2-core CPU (a 678-token episode; ~3 s a step of 8 episodes under load).
-  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 150, 8, 1e-3, 15
+  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 300, 8, 1e-3, 30
   c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size, c.lm.rl_lr = 10, 4, 4, 1e-4
   c.lm.log_every = 10
   return c
