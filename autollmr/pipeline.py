@@ -175,6 +175,9 @@ def agent_records(config, workdir, tables, splits) -> list:
     recs = agent.eval_records(config, workdir, tables, splits, method=method, model=model)
     print(f"[eval] {method}: {len(recs)} episodes in {time.time() - t0:.0f}s")
     records += recs
+  if os.path.isdir(os.path.join(workdir, "lm")):  # the text policy, on the same board
+    from autollmr import lm_train
+    records += lm_train.eval_records(config, workdir, tables, splits)
   return records
 
 
@@ -194,6 +197,9 @@ def stage_simulate(config, workdir, tables, splits):
 
 
 def stage_sft(config, workdir, tables, splits):
+  if config.get("policy", "pointer") == "lm":  # the text policy (lm_train.py)
+    from autollmr import lm_train
+    return lm_train.stage_sft(config, workdir, tables, splits)
   from autollmr import sft
   if sft.done(config, workdir):
     print(f"[sft] exists: {os.path.join(workdir, 'sft', 'ckpt')}")
@@ -207,6 +213,9 @@ def stage_sft(config, workdir, tables, splits):
 
 OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
 def stage_rl(config, workdir, tables, splits):
+  if config.get("policy", "pointer") == "lm":
+    from autollmr import lm_train
+    return lm_train.stage_rl(config, workdir, tables, splits)
   from autollmr import rl
   if rl.done(config, workdir):
     print(f"[rl] exists: {os.path.join(workdir, 'rl', 'ckpt')}")

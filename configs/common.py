@@ -110,4 +110,18 @@ def base() -> ml_collections.ConfigDict:
   c.mesh.data = -1
   c.mesh.model = 1
   c.mesh.params = "replicated"
+
+  # The agent: "pointer" (model.py) or "lm", the text policy (lm.py, lm_train.py): the sft and rl
+  # stages train it instead, on the same teacher records; eval adds lm_sft_agent / lm_rl_agent.
+  c.policy = "pointer"
+  c.lm = ml_collections.ConfigDict()
+  c.lm.vocab_size = 384  # sentencepiece pieces (byte fallback takes 256 of them)
+  c.lm.header_tokens, c.lm.action_tokens, c.lm.result_tokens = 48, 36, 6  # slot widths
+  c.lm.known_rows = 8  # known cheap results rendered at reset (the best; lm_agent.py)
+  c.lm.max_len = 1024  # positions; header + (known_rows + turns) * (action + result) must fit
+  c.lm.width, c.lm.heads, c.lm.layers, c.lm.mlp = 64, 4, 2, 256
+  # Sized for the 2-core CPU (a 678-token episode; ~3 s a step of 8 episodes under load).
+  c.lm.sft_steps, c.lm.batch_size, c.lm.lr, c.lm.warmup_steps = 300, 8, 1e-3, 30
+  c.lm.rl_steps, c.lm.tasks_per_update, c.lm.group_size, c.lm.rl_lr = 10, 4, 4, 1e-4
+  c.lm.log_every = 10
   return c
