@@ -167,3 +167,22 @@ def test_tiny_lm_pipeline_end_to_end(tmp_path, monkeypatch):
 def _tables_splits(c):
   tables = pipeline.load_tables(c)
   return tables, pipeline.curate_all(c, tables)
+
+
+def test_lm_parameters_map_onto_a_mesh():
+  """The LM's logical axis names are read by the sharding module (every parameter gets a
+  NamedSharding on a mesh, under each parameter mode)."""
+  from flax import nnx
+  from autollmr import lm as lm_lib
+  from autollmr import sharding
+  from configs import common
+  c = common.base()
+  model = lm_lib.make_lm(c.lm, vocab=64, seed=0)
+  state = nnx.state(model)
+  mesh = sharding.make_mesh(c)
+  for mode in ("replicated", "fsdp", "tp"):
+    sh = sharding.state_shardings(state, mesh, mode)
+    leaves = jax.tree.leaves(sh, is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+    assert leaves and all(isinstance(x, jax.sharding.NamedSharding) for x in leaves)
+    if mode == "fsdp":  # the names are really read: embed dims go on the data axis
+      assert any("data" in tuple(x.spec) for x in leaves)
