@@ -90,8 +90,14 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
   t0 = time.perf_counter()
   final, out = jax.block_until_ready(compiled(*args))
   wall_ms = 1e3 * (time.perf_counter() - t0)
+  return summarize_play(final, out, wall_ms)
+
+
+def summarize_play(final, out_TxE: dict, wall_ms: float) -> dict:
+  """Host-side episode summary of a played batch (shared with lm_agent.play): final info, turns,
+  per-decision time, anytime regret after each target query (E x T, NaN-padded), actions."""
   final = jax.tree.map(np.asarray, final)
-  out = {k: np.asarray(v).T for k, v in out.items()}  # E x T
+  out = {k: np.asarray(v).T for k, v in out_TxE.items()}  # E x T
   n_turns = out["active"].sum(1)
   hit = out["is_target"]
   anytime = np.full(hit.shape, np.nan, np.float32)

@@ -188,15 +188,4 @@ def play(model, params, tx, sizes, lay, vocab, task_indices, seeds, family_N=Non
   t0 = time.perf_counter()
   final, seq, out = jax.block_until_ready(compiled(*args))
   wall_ms = 1e3 * (time.perf_counter() - t0)
-  final = jax.tree.map(np.asarray, final)
-  out = {k: np.asarray(v).T for k, v in out.items()}  # E x T
-  n_turns = out["active"].sum(1)
-  hit = out["is_target"]
-  anytime = np.full(hit.shape, np.nan, np.float32)
-  for e in range(hit.shape[0]):
-    r = out["regret"][e][hit[e]]
-    anytime[e, :len(r)] = r
-  return dict(final, n_turns=n_turns,
-              decision_ms=np.full(n_turns.shape, wall_ms / max(int(n_turns.sum()), 1)),
-              anytime_regret=anytime, n_target=hit.sum(1), tokens=np.asarray(seq),
-              actions=np.where(out["active"], out["action"], -1), wall_ms=wall_ms)
+  return dict(agent.summarize_play(final, out, wall_ms), tokens=np.asarray(seq), wall_ms=wall_ms)
