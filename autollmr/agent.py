@@ -115,18 +115,11 @@ def summarize_play(final, out_TxE: dict, wall_ms: float) -> dict:
 METHOD = "sft_agent"
 
 
-def eval_records(config, workdir, tables, splits, method: str = METHOD,
-                 model=None) -> list[dict]:
-  """evaluate-style records of a policy (default: the SFT checkpoint in `workdir`) on every test
-  task; [] if there is none."""
+def test_batches(config, tables, splits):
+  """Per table with test tasks: (table, tasks, eval params, sizes, family_N, task_E, seed_E), every
+  test task x every eval seed (the pointer and the text policy are evaluated alike)."""
   from autollmr import evaluate
-  from autollmr import sft
-  if model is None:
-    model = sft.load_policy(config, workdir)
-  if model is None:
-    return []
-  records = []
-  seeds = list(range(config.eval.seeds))
+  seeds = np.asarray(list(range(config.eval.seeds)))
   for name, split in splits.items():
     test = split["test"]
     if not test:
@@ -134,16 +127,37 @@ def eval_records(config, workdir, tables, splits, method: str = METHOD,
     table = tables[name]
     params, sizes = evaluate.build_eval_params(table, test, config)
     family_N = np.full(len(test), model_lib.family_id(table.family), np.int32)
-    task_E = np.repeat(np.arange(len(test)), len(seeds))
-    seed_E = np.tile(np.asarray(seeds), len(test))
+    yield (table, test, params, sizes, family_N, np.repeat(np.arange(len(test)), len(seeds)),
+           np.tile(seeds, len(test)))
+
+
+def episode_records(method, table, test, task_E, seed_E, out) -> list[dict]:
+  """evaluate-style records of a played batch (`out` from play / lm_agent.play)."""
+  from autollmr import evaluate
+  recs = []
+  for e, (i, s) in enumerate(zip(task_E, seed_E)):
+    ep = dict(regret=out["regret"][e], percentile=out["percentile"][e],
+              cost_spent=out["cost_spent"][e], n_invalid=out["n_invalid"][e],
+              n_repeat=out["n_repeat"][e], n_turns=out["n_turns"][e],
+              decision_ms_mean=out["decision_ms"][e],
+              anytime_regret=out["anytime_regret"][e][:out["n_target"][e]].tolist())
+    recs.append(evaluate._record(method, table, test[i], s, ep))
+  return recs
+
+
+def eval_records(config, workdir, tables, splits, method: str = METHOD,
+                 model=None) -> list[dict]:
+  """evaluate-style records of a policy (default: the SFT checkpoint in `workdir`) on every test
+  task; [] if there is none."""
+  from autollmr import sft
+  if model is None:
+    model = sft.load_policy(config, workdir)
+  if model is None:
+    return []
+  records = []
+  for table, test, params, sizes, family_N, task_E, seed_E in test_batches(config, tables, splits):
     out = play(model, params, sizes, task_E, seed_E, family_N, greedy=True)
-    for e, (i, s) in enumerate(zip(task_E, seed_E)):
-      ep = dict(regret=out["regret"][e], percentile=out["percentile"][e],
-                cost_spent=out["cost_spent"][e], n_invalid=out["n_invalid"][e],
-                n_repeat=out["n_repeat"][e], n_turns=out["n_turns"][e],
-                decision_ms_mean=out["decision_ms"][e],
-                anytime_regret=out["anytime_regret"][e][:out["n_target"][e]].tolist())
-      records.append(evaluate._record(method, table, test[i], s, ep))
+    records += episode_records(method, table, test, task_E, seed_E, out)
   return records
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from autollmr import agent
 from autollmr import env as env_lib
 from autollmr import lm as lm_lib
 from autollmr import lm_agent
@@ -405,7 +406,6 @@ def stage_rl(config, workdir, tables, splits):
 
 def eval_records(config, workdir, tables, splits) -> list[dict]:
   """Leaderboard records of the LM checkpoints in workdir (SFT, RL) on every test task."""
-  from autollmr import evaluate
   path = _dir(workdir, text.TOKENIZER)
   if not os.path.exists(path):
     return []
@@ -416,29 +416,15 @@ def eval_records(config, workdir, tables, splits) -> list[dict]:
     if model is None:
       continue
     t0, decisions, wall = time.time(), 0, 0.0
-    seeds = list(range(config.eval.seeds))
-    for name, split in splits.items():
-      test = split["test"]
-      if not test:
-        continue
-      table = tables[name]
-      params, sizes = evaluate.build_eval_params(table, test, config)
+    for table, test, params, sizes, family_N, task_E, seed_E in agent.test_batches(
+        config, tables, splits):
       tx = text.arrays(sp, text.task_lines(params, table, test), config.lm)
       lay = lm_agent.layout(config.lm, sizes.max_turns)
-      family_N = np.full(len(test), model_lib.family_id(table.family), np.int32)
-      task_E = np.repeat(np.arange(len(test)), len(seeds))
-      seed_E = np.tile(np.asarray(seeds), len(test))
       out = lm_agent.play(model, params, tx, sizes, lay, vocab_of(config), task_E, seed_E,
                           family_N, greedy=True)
       decisions += int(out["n_turns"].sum())
       wall += out["wall_ms"] / 1e3
-      for e, (i, s) in enumerate(zip(task_E, seed_E)):
-        ep = dict(regret=out["regret"][e], percentile=out["percentile"][e],
-                  cost_spent=out["cost_spent"][e], n_invalid=out["n_invalid"][e],
-                  n_repeat=out["n_repeat"][e], n_turns=out["n_turns"][e],
-                  decision_ms_mean=out["decision_ms"][e],
-                  anytime_regret=out["anytime_regret"][e][:out["n_target"][e]].tolist())
-        records.append(evaluate._record(method, table, test[i], s, ep))
+      records += agent.episode_records(method, table, test, task_E, seed_E, out)
     print(f"[eval] {method}: {decisions} decisions, {decisions / max(wall, 1e-9):.1f} "
           f"decisions/s (compiled), {time.time() - t0:.0f}s with compilation")
   return records
