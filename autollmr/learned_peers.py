@@ -277,7 +277,20 @@ def residual_gp(z_NxD, r_N, zq_AxD, h, prior=(100.0, 0.5), noise=0.05):
   return k(zq_AxD, z_NxD) @ np.linalg.solve(K, r_N)
 
 
-class MetaRegressorPeer:
+class _ScoredTargetPeer:
+  """Shared by both learned peers: query the best-scored open target (`self.scores(view)`) and
+  remember every observed target result (obs_a, obs_y) for the next scoring."""
+
+  def act(self, view) -> int:
+    return best_open_target(view, self.scores, self.rng)
+
+  def tell(self, action, value):
+    if observed_target(self.ctx, action, value):
+      self.obs_a.append(int(action))
+      self.obs_y.append(float(value))
+
+
+class MetaRegressorPeer(_ScoredTargetPeer):
   """Gradient-boosted trees (scikit-learn's HistGradientBoostingRegressor: fast on thousands of
   rows, native NaN handling for missing cross-fidelity values, robust to unscaled, mixed features)
   from `features` to the normalized target value, trained once per training-source set on every
@@ -331,13 +344,6 @@ class MetaRegressorPeer:
       s[tgt] += residual_gp(self.z_AxD[a], r, self.z_AxD[tgt], self.h)
     return s
 
-  def act(self, view) -> int:
-    return best_open_target(view, self.scores, self.rng)
-
-  def tell(self, action, value):
-    if observed_target(self.ctx, action, value):
-      self.obs_a.append(int(action))
-      self.obs_y.append(float(value))
 
 
 def best_open_target(view, scores, rng) -> int:
@@ -553,7 +559,7 @@ def nearest_rows(obs, cap):
   return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-class FSBOPeer:
+class FSBOPeer(_ScoredTargetPeer):
   """Few-shot BO (FSBO, Wistuba & Grabocka 2021) with a deep-kernel GP in JAX (see `kernel`).
 
   Meta-training (once per training-source set, cached): Adam on the GP marginal likelihood of
@@ -623,10 +629,3 @@ class FSBOPeer:
     s[self.tgt] = ei if k else mean  # the first query: FSBO's warm start, the best mean
     return s
 
-  def act(self, view) -> int:
-    return best_open_target(view, self.scores, self.rng)
-
-  def tell(self, action, value):
-    if observed_target(self.ctx, action, value):
-      self.obs_a.append(int(action))
-      self.obs_y.append(float(value))

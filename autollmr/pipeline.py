@@ -103,6 +103,9 @@ def stage_curate(config, workdir, tables, splits):
     print(f"[curate] wrote {path}")
 
 
+OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
+
+
 def eval_methods(config) -> list[str]:
   """The peers named by --config.eval.methods that can run here (unknown names are an error)."""
   methods = csv_list(config.eval.methods)
@@ -211,7 +214,6 @@ def stage_sft(config, workdir, tables, splits):
                     if isinstance(v, float)))
 
 
-OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
 def stage_rl(config, workdir, tables, splits):
   if config.get("policy", "pointer") == "lm":
     from autollmr import lm_train

@@ -5,29 +5,20 @@ import shutil
 
 import jax
 import numpy as np
-import pytest
 from flax import nnx
 
 from autollmr import pipeline
 from autollmr import sft
 from autollmr import simulate
-from configs import sft as sft_config
 
-
-def _setup():
-  c = sft_config.get_config("tiny")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("AUTOLLMR_DATA", "none")  # the synthetic tables
-    tables = pipeline.load_tables(c)
-  return c, tables, pipeline.curate_all(c, tables)
 
 
 def _params(model):
   return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def test_killed_and_resumed_run_matches_a_straight_run(tmp_path):
-  c, tables, splits = _setup()
+def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
+  c, tables, splits = tiny_setup
   c.sft.steps, c.sft.checkpoint_every, c.sft.val_seeds = 5, 2, 0
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   simulate.run(c, straight, tables, splits)
@@ -47,9 +38,9 @@ def test_killed_and_resumed_run_matches_a_straight_run(tmp_path):
   assert steps == sorted(set(steps))  # the resumed run rewrote what came after its checkpoint
 
 
-def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
+def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
   monkeypatch.setenv("AUTOLLMR_DATA", "none")
-  c, _, _ = _setup()
+  c, _, _ = tiny_setup
   workdir = str(tmp_path / "w")
   pipeline.run(c, workdir)
   with open(os.path.join(workdir, "results", "episodes.jsonl")) as f:

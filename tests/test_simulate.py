@@ -3,23 +3,12 @@ import os
 
 import grain
 import numpy as np
-import pytest
 
-from autollmr import pipeline
 from autollmr import simulate
-from configs import sft as sft_config
 
 
-def _setup():
-  c = sft_config.get_config("tiny")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("AUTOLLMR_DATA", "none")  # the synthetic tables
-    tables = pipeline.load_tables(c)
-  return c, tables, pipeline.curate_all(c, tables)
-
-
-def test_dataset_identical_across_runs(tmp_path):
-  c, tables, splits = _setup()
+def test_dataset_identical_across_runs(tmp_path, tiny_setup):
+  c, tables, splits = tiny_setup
   a = simulate.run(c, str(tmp_path / "a"), tables, splits)
   b = simulate.run(c, str(tmp_path / "b"), tables, splits)
   read = lambda d: open(os.path.join(d, "sim", simulate.RECORDS), "rb").read()
@@ -39,13 +28,13 @@ def test_dataset_identical_across_runs(tmp_path):
   assert tasks <= set(range(len(a["names"])))
 
 
-def test_union_bank_keeps_regret():
+def test_union_bank_keeps_regret(tiny_setup):
   """The stacked bank (one sign for all tables) gives the same regrets as one table's params."""
   import jax
   import jax.numpy as jnp
   from autollmr import env as env_lib
   from autollmr import tasks as tasks_lib
-  c, tables, splits = _setup()
+  c, tables, splits = tiny_setup
   bank = simulate.train_bank(c, tables, splits)
   name = "grpo"  # a 'max' table: its values are negated inside the bank
   view = tasks_lib.training_table(tables[name], splits[name]["train"] + splits[name]["val"])
