@@ -12,7 +12,6 @@ from autollmr import sft
 from autollmr import simulate
 
 
-
 def _params(model):
   return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
