@@ -227,6 +227,46 @@ def step(state: EnvState, action, params: EnvParams, sizes: EnvSizes, auto_reset
   return observe(params, nxt), nxt, reward, terminated, truncated, info
 
 
+# --- task randomization: random sub-studies of a task -----------------------------------------
+
+_TASK_FIELDS = ("cand_config_NxA", "cand_fid_NxA", "cand_exists_NxA", "cand_cheap_NxA", "target_N",
+                "y_star_N", "y_worst_N", "loc_NxF", "scale_NxF", "min_cost_N", "rho_N",
+                "budget_N", "max_turns_N")
+
+
+def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fidelities: float):
+  """M tasks, each a random sub-study of task task_M[m] (traced; jit-friendly).
+
+  Task randomization for RL (rl.py) and validation draws (simulate.val_bank). Each config is
+  dropped with probability `drop_configs` (at every fidelity: the study never ran it), each
+  visible fidelity with probability `drop_fidelities` (its cheap rows absent). y* and y_worst are
+  recomputed over the target configs left, so the optimum moves from draw to draw and a policy
+  cannot memorize "config c is the answer on task t"; it has to read the evidence. A draw that
+  leaves < 2 target configs keeps all configs; one that leaves no cheap row keeps all
+  fidelities. Returns params with M tasks (0..M-1); with nothing to drop, just those tasks.
+  """
+  p = params.replace(**{k: getattr(params, k)[task_M] for k in _TASK_FIELDS})
+  if not drop_configs and not drop_fidelities:
+    return p
+  F, C = params.values_FxC.shape
+  M = task_M.shape[0]
+  k_c, k_f = jax.random.split(key)
+  keep_MxC = jax.random.uniform(k_c, (M, C)) >= drop_configs
+  keep_MxF = jax.random.uniform(k_f, (M, F)) >= drop_fidelities
+  cfg, fid, cheap, exists = p.cand_config_NxA, p.cand_fid_NxA, p.cand_cheap_NxA, p.cand_exists_NxA
+  keep_cfg = jnp.take_along_axis(keep_MxC, cfg, 1)
+  keep_fid = jnp.take_along_axis(keep_MxF, fid, 1) | ~cheap
+  fid_ok = jnp.any(exists & keep_fid & cheap, 1) | ~jnp.any(exists & cheap, 1)
+  exists2 = exists & jnp.where(fid_ok[:, None], keep_fid, True)
+  cfg_ok = jnp.sum(exists2 & keep_cfg & ~cheap, 1) >= 2
+  exists2 = exists2 & jnp.where(cfg_ok[:, None], keep_cfg, True)
+  signed_MxA = params.sign * params.values_FxC[fid, cfg]
+  tgt = exists2 & ~cheap
+  y_star = params.sign * jnp.min(jnp.where(tgt, signed_MxA, jnp.inf), 1)
+  y_worst = params.sign * jnp.max(jnp.where(tgt, signed_MxA, -jnp.inf), 1)
+  return p.replace(cand_exists_NxA=exists2, y_star_N=y_star, y_worst_N=y_worst)
+
+
 # --- the A-sized view a policy reads ------------------------------------------------------------
 
 def expand_obs(params: EnvParams, obs: Obs, sizes: EnvSizes) -> dict:

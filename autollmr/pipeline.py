@@ -230,8 +230,8 @@ def stage_rl(config, workdir, tables, splits):
         + ", ".join(f"{k}={v:.4g}" for k, v in out["last"].items() if isinstance(v, float)))
   best = rl._read_best(workdir)
   if best is not None and config.rl.select_on_val:
-    print(f"[rl] evaluated policy: step {best['step']} (lowest val regret "
-          f"{best['val_regret']:.4f}; step 0 = the starting policy)")
+    print(f"[rl] evaluated policy: step {best['step']} (lowest validation criterion "
+          f"{best['val_select']:.4f}; step 0 = the starting policy)")
 
 
 STAGES = {"curate": stage_curate, "simulate": stage_simulate, "sft": stage_sft,

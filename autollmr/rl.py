@@ -84,13 +84,21 @@ def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_
   return traj_T, regret_B
 
 
-def advantages(reward_TxB, active_TxB, group: int, turn_level: bool):
-  """Group-normalized advantages; groups are consecutive blocks of `group` episodes."""
+def advantages(reward_TxB, active_TxB, group: int, turn_level: bool, scale: bool = True):
+  """Group-normalized advantages; groups are consecutive blocks of `group` episodes.
+
+  scale=False (Dr. GRPO, Liu et al. 2025): centre within the group but do not divide by its std,
+  so a group whose returns differ by noise (regret 1e-4 vs 2e-4) pushes the policy 1e-4 hard,
+  not as hard as a group that found the optimum once in eight tries.
+  """
   T, B = reward_TxB.shape
 
   def norm(x_RxB):
     g = x_RxB.reshape(x_RxB.shape[0], B // group, group)
-    return ((g - g.mean(-1, keepdims=True)) / (g.std(-1, keepdims=True) + 1e-6)).reshape(x_RxB.shape)
+    g = g - g.mean(-1, keepdims=True)
+    if scale:
+      g = g / (g.std(-1, keepdims=True) + 1e-6)
+    return g.reshape(x_RxB.shape)
 
   if turn_level:  # returns-to-go, normalized per (turn, group)
     rtg_TxB = jnp.flip(jnp.cumsum(jnp.flip(reward_TxB, 0), 0), 0)
@@ -123,16 +131,20 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
     return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent), clip_frac=clipped)
 
   def one_update(carry, key):
-    state, ref_state, params, family_N, weights_N = carry
+    state, ref_state, bank, bank_family_N, weights_N = carry
     model, opt = nnx.merge(graphdef, state)
     ref_model = nnx.merge(ref_graphdef, ref_state)
     k_task, k_seed, k_roll = jax.random.split(key, 3)
+    k_task, k_aug = jax.random.split(k_task)
     task_M = jax.random.choice(k_task, weights_N.shape[0], (M,), p=weights_N)
-    task_B = jnp.repeat(task_M, G)
+    # the group's G episodes share one random sub-study (rl.drop_*; 0 = the task as it is)
+    params = env_lib.sub_studies(bank, task_M, k_aug, rc.drop_configs, rc.drop_fidelities)
+    family_N = bank_family_N[task_M]
+    task_B = jnp.repeat(jnp.arange(M, dtype=jnp.int32), G)
     seed_B = jax.random.bits(k_seed, (M * G,), jnp.uint32)
     traj, regret_B = rollout(model, ref_model, params, family_N, task_B,
                              seed_B, k_roll, sizes, max_keys, rc.shaping, mesh)
-    adv_TxB = advantages(traj["reward"], traj["active"], G, rc.turn_level)
+    adv_TxB = advantages(traj["reward"], traj["active"], G, rc.turn_level, rc.adv_std)
     # episode-major (B x T -> B*T): the loss batch stays split over `data` as the episodes were
     flat = lambda x: sharding.constrain_batch(
         jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), mesh)
@@ -149,7 +161,7 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
                    ret=traj["reward"].sum(0).mean(),
                    invalid_rate=traj["invalid"].sum() / turns,
                    repeat_rate=traj["repeat"].sum() / turns, turns=turns.astype(jnp.float32))
-    return (nnx.state((model, opt)), ref_state, params, family_N, weights_N), metrics
+    return (nnx.state((model, opt)), ref_state, bank, bank_family_N, weights_N), metrics
 
   rep = sharding.replicated(mesh)
 
@@ -215,8 +227,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
                              config.sim.max_target_configs)
   if bank is None:
     raise RuntimeError("[rl] no training tasks in the chosen families")
-  val = simulate.build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
-                            config.env.max_target_configs)
+  val = simulate.val_bank(config, tables, splits)
   sizes = bank["sizes"]
   max_keys = int(config.sim.max_cheap_rows) + sizes.max_turns
   graphdef, state, ref_graphdef, ref_state, lr = init_states(config, workdir)
@@ -248,8 +259,10 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   best = _read_best(workdir)
   if best is None and val is not None:  # the starting policy is a candidate too (step 0)
     model, _ = nnx.merge(graphdef, state)
-    v0 = sft.val_regret(config, model, val)  # None when sft.val_seeds = 0: no selection
-    best = None if v0 is None else _write_best(workdir, 0, v0, None)
+    row = _validate(config, model, val)  # val_select None when sft.val_seeds = 0: no selection
+    sft._log(metrics_path, tb, dict(step=0, **row))
+    if row["val_select"] is not None:
+      best = _write_best(workdir, 0, row["val_select"], None)
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
@@ -269,10 +282,10 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     bar.set_postfix(regret=f"{m['regret']:.3f}", kl=f"{m['kl']:.3f}")
     if step % int(rc.checkpoint_every) < per_call or step >= total:
       model, _ = nnx.merge(graphdef, state)
-      last["val_regret"] = sft.val_regret(config, model, val)
-      if best is not None and last["val_regret"] is not None \
-          and last["val_regret"] < best["val_regret"]:
-        best = _write_best(workdir, step, last["val_regret"], state)
+      last.update(_validate(config, model, val))
+      if best is not None and last["val_select"] is not None \
+          and last["val_select"] < best["val_select"]:
+        best = _write_best(workdir, step, last["val_select"], state)
       mngr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
     if step % int(rc.log_every) < per_call or "val_regret" in last:
@@ -286,20 +299,35 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
                                                             if t_train else None))
 
 
+def _validate(config, model, val) -> dict:
+  """val_regret (the val tasks), val_by_table, and val_select, the early-stopping criterion: the
+  mean of the val tasks' regret and their sub-studies' (sft.val_draws) where there are draws (the
+  few val tasks alone move in steps of one decision), else the val tasks' regret."""
+  per = {}
+  v = sft.val_regret(config, model, val, per)
+  sel = v if v is None or "sub_studies" not in per else 0.5 * (v + per["sub_studies"])
+  return dict(val_regret=v, val_by_table=per, val_select=sel)
+
+
 def _read_best(workdir):
   path = os.path.join(workdir, "rl", "best.json")
-  return json.load(open(path)) if os.path.exists(path) else None
+  if not os.path.exists(path):
+    return None
+  best = json.load(open(path))
+  best.setdefault("val_select", best.get("val_regret"))  # written before val_select existed
+  return best
 
 
 def _write_best(workdir, step, val, state):
-  """Records the lowest-val-regret policy so far (step 0: the starting policy, not copied)."""
+  """Records the policy with the lowest val_select so far (step 0: the starting policy, not
+  copied)."""
   if state is not None:
     mngr = _manager(workdir, "best")
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)
     mngr.wait_until_finished()
     mngr.close()
-  best = dict(step=int(step), val_regret=float(val))
+  best = dict(step=int(step), val_select=float(val))
   if sharding.is_main():  # every host saved the checkpoint above; one writes the record
     with open(os.path.join(workdir, "rl", "best.json"), "w") as f:
       json.dump(best, f)

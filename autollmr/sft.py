@@ -136,9 +136,12 @@ def _manager(workdir, every: int):
 
 def val_regret(config, model, val, by_table: dict | None = None) -> float | None:
   """Mean greedy regret on the val tasks (eval-sized candidate sets); None without val tasks.
-  `by_table`, if given, receives the mean per table (model selection reads both)."""
+  `by_table`, if given, receives the mean per table (model selection reads both) and, where the
+  bank has sub-study draws (simulate.val_bank), their mean under "sub_studies"."""
   if val is None or int(config.sft.val_seeds) <= 0:
     return None
+  if by_table is not None and "sub" in val:
+    by_table["sub_studies"] = val_regret(config, model, val["sub"])
   n = len(val["tasks"])
   seeds = np.arange(int(config.sft.val_seeds))
   graphdef, state = nnx.split(model)
@@ -168,8 +171,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   if bank["names"] != sim["names"]:
     raise RuntimeError("[sft] the training bank differs from the one the records were simulated "
                        "on (config or data changed): remove WORKDIR/sim and rerun simulate")
-  val = simulate.build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
-                            config.env.max_target_configs)
+  val = simulate.val_bank(config, tables, splits)
   max_keys = int(config.sim.max_cheap_rows) + bank["sizes"].max_turns
   mesh = sharding.make_mesh(config)
   sharding.check_divisible(int(c.batch_size), mesh, "--config.sft.batch_size")

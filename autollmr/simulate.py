@@ -125,6 +125,23 @@ def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
               names=[t.name for t in all_tasks], family_N=jnp.asarray(family, jnp.int32))
 
 
+def val_bank(config, tables, splits) -> dict | None:
+  """The val tasks at eval size; with `sft.val_draws` = n > 0 also n random sub-studies of each
+  (env.sub_studies, drop `sft.val_drop_configs`, fixed key) under "sub": a validation signal with
+  many optima instead of a handful, which the few val tasks alone saturate (~0.003)."""
+  val = build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
+                   config.env.max_target_configs)
+  n = int(config.sft.val_draws)
+  if val is None or n <= 0:
+    return val
+  task_M = jnp.tile(jnp.arange(len(val["tasks"]), dtype=jnp.int32), n)
+  sub = env_lib.sub_studies(val["params"], task_M, jax.random.key(20261123),
+                            float(config.sft.val_drop_configs), 0.0)
+  val["sub"] = dict(params=sub, sizes=val["sizes"], family_N=val["family_N"][task_M],
+                    tasks=[val["tasks"][i] for i in np.asarray(task_M)])
+  return val
+
+
 def train_bank(config, tables, splits):
   return build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
                     config.sim.max_target_configs)

@@ -77,6 +77,8 @@ def base() -> ml_collections.ConfigDict:
   c.sft.checkpoint_every = 200
   c.sft.log_every = 50
   c.sft.val_seeds = 2  # greedy val episodes per val task (model selection, never test)
+  c.sft.val_draws = 8  # + this many random sub-studies of each val task (simulate.val_bank)
+  c.sft.val_drop_configs = 0.5  # ... each dropping this share of the configs
 
   # Multi-turn RL (rl.py): GRPO-style, the whole update in one jax.jit.
   c.rl = ml_collections.ConfigDict()
@@ -86,7 +88,7 @@ def base() -> ml_collections.ConfigDict:
   c.rl.tasks_per_update = 8  # M tasks sampled per update
   c.rl.group_size = 8  # G episodes per task: the GRPO group
   c.rl.epochs = 1  # PPO passes over each batch of episodes
-  c.rl.lr = 1e-4
+  c.rl.lr = 1e-3  # with adv_std=False; chosen on val_select (README "RL on validation")
   c.rl.warmup_steps = 10
   c.rl.clip_norm = 1.0
   c.rl.clip_eps = 0.2
@@ -94,6 +96,11 @@ def base() -> ml_collections.ConfigDict:
   c.rl.entropy_coef = 0.003
   c.rl.shaping = 0.0  # dense shaping: coef x drop in best-so-far regret per turn
   c.rl.turn_level = False  # per-turn advantages from returns-to-go instead of per episode
+  c.rl.adv_std = False  # divide group-centred returns by the group's std (GRPO); False: Dr. GRPO
+  # Task randomization (env.sub_studies): each sampled task becomes a random sub-study, configs and
+  # visible fidelities dropped with these probabilities, so the optimum moves between draws.
+  c.rl.drop_configs = 0.5
+  c.rl.drop_fidelities = 0.3
   c.rl.low_rho_weight = 0.3  # curriculum: final share of rho < 1 training tasks
   c.rl.curriculum_frac = 0.5  # ... reached linearly over this fraction of the updates
   c.rl.checkpoint_every = 20

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from autollmr import env
 from autollmr import pipeline
 from autollmr import rl
 from autollmr import sft
@@ -25,6 +26,9 @@ def test_group_advantages_are_normalized_per_group():
   np.testing.assert_allclose(adv[0], [1, -1, 1, -1], atol=1e-4)
   adv_t = np.asarray(rl.advantages(reward_TxB, active.at[1, 1].set(False), 2, True))
   assert adv_t[1, 1] == 0  # inactive turns carry nothing
+  # Dr. GRPO: centred, not scaled: a group differing by noise pushes by that noise only
+  adv_d = np.asarray(rl.advantages(reward_TxB, active, 2, False, scale=False))
+  np.testing.assert_allclose(adv_d[0], [0.5, -0.5, 0.2, -0.2], atol=1e-6)
 
 
 def test_curriculum_ramps_in_low_rho_tasks():
@@ -33,6 +37,39 @@ def test_curriculum_ramps_in_low_rho_tasks():
   w0 = rl.curriculum_weights(tasks, 0.0, c.rl)
   w1 = rl.curriculum_weights(tasks, 1.0, c.rl)
   assert w0[1] == 0 and np.isclose(w1[1], c.rl.low_rho_weight) and np.isclose(w1.sum(), 1)
+
+
+def test_sub_studies(tiny_setup):
+  """Task randomization: a dropped config is gone at every fidelity, y* / y_worst are those of
+  the target configs left, and no draw is empty; with nothing dropped the tasks are unchanged."""
+  from autollmr import simulate
+  c, tables, splits = tiny_setup
+  bank = simulate.train_bank(c, tables, splits)
+  p = bank["params"]
+  task_M = jnp.arange(len(bank["tasks"]), dtype=jnp.int32)
+  same = env.sub_studies(p, task_M, jax.random.key(0), 0.0, 0.0)
+  np.testing.assert_array_equal(same.cand_exists_NxA, p.cand_exists_NxA)
+  changed = 0
+  for seed in range(5):
+    q = jax.tree.map(np.asarray, env.sub_studies(p, task_M, jax.random.key(seed), 0.5, 0.5))
+    old = np.asarray(p.cand_exists_NxA)
+    assert not (q.cand_exists_NxA & ~old).any()  # only removes
+    changed += int((q.cand_exists_NxA != old).sum())
+    for m in range(len(task_M)):
+      ex, cheap, cfg = q.cand_exists_NxA[m], q.cand_cheap_NxA[m], q.cand_config_NxA[m]
+      gone = set(cfg[old[m] & ~ex & ~cheap].tolist())  # dropped target configs ...
+      assert not gone & set(cfg[ex & cheap].tolist())  # ... are dropped at the cheap levels too
+      tgt = ex & ~cheap
+      assert tgt.sum() >= 2 and (ex & cheap).any()
+      y = q.values_FxC[q.cand_fid_NxA[m][tgt], cfg[tgt]] * q.sign
+      assert np.isclose(q.y_star_N[m] * q.sign, y.min()) and np.isclose(q.y_worst_N[m] * q.sign,
+                                                                        y.max())
+  assert changed > 0
+  c.sft.val_draws = 3  # validation draws: 3 sub-studies per val task, the same on every call
+  val, again = simulate.val_bank(c, tables, splits), simulate.val_bank(c, tables, splits)
+  assert len(val["sub"]["tasks"]) == 3 * len(val["tasks"])
+  np.testing.assert_array_equal(val["sub"]["params"].cand_exists_NxA,
+                                again["sub"]["params"].cand_exists_NxA)
 
 
 def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
@@ -54,8 +91,8 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   # Early stopping on validation: the evaluated policy is the best val checkpoint, the starting
   # (distilled) policy included as step 0.
   best = json.loads((tmp_path / "rl" / "best.json").read_text())
-  logged = [m["val_regret"] for m in metrics if m.get("val_regret") is not None]
-  assert logged and best["val_regret"] <= min(logged) + 1e-9
+  logged = [m["val_select"] for m in metrics if m.get("val_select") is not None]
+  assert logged and best["val_select"] <= min(logged) + 1e-9
   picked = rl.load_policy(c, str(tmp_path))
   ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
