@@ -242,8 +242,8 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   visible fidelity with probability `drop_fidelities` (its cheap rows absent). y* and y_worst are
   recomputed over the target configs left, so the optimum moves from draw to draw and a policy
   cannot memorize "config c is the answer on task t"; it has to read the evidence. A draw that
-  leaves < 2 target configs keeps all configs; one that leaves no cheap row keeps all
-  fidelities. Returns params with M tasks (0..M-1); with nothing to drop, just those tasks.
+  leaves < 2 target configs or no cheap row falls back to dropping configs only, then to the
+  task as it is. Returns params with M tasks (0..M-1); with nothing to drop, just those tasks.
   """
   p = params.replace(**{k: getattr(params, k)[task_M] for k in _TASK_FIELDS})
   if not drop_configs and not drop_fidelities:
@@ -256,10 +256,10 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   cfg, fid, cheap, exists = p.cand_config_NxA, p.cand_fid_NxA, p.cand_cheap_NxA, p.cand_exists_NxA
   keep_cfg = jnp.take_along_axis(keep_MxC, cfg, 1)
   keep_fid = jnp.take_along_axis(keep_MxF, fid, 1) | ~cheap
-  fid_ok = jnp.any(exists & keep_fid & cheap, 1) | ~jnp.any(exists & cheap, 1)
-  exists2 = exists & jnp.where(fid_ok[:, None], keep_fid, True)
-  cfg_ok = jnp.sum(exists2 & keep_cfg & ~cheap, 1) >= 2
-  exists2 = exists2 & jnp.where(cfg_ok[:, None], keep_cfg, True)
+  had_cheap = jnp.any(exists & cheap, 1)
+  ok = lambda ex: ((jnp.any(ex & cheap, 1) | ~had_cheap) & (jnp.sum(ex & ~cheap, 1) >= 2))[:, None]
+  both, cfg_only = exists & keep_cfg & keep_fid, exists & keep_cfg
+  exists2 = jnp.where(ok(both), both, jnp.where(ok(cfg_only), cfg_only, exists))
   signed_MxA = params.sign * params.values_FxC[fid, cfg]
   tgt = exists2 & ~cheap
   y_star = params.sign * jnp.min(jnp.where(tgt, signed_MxA, jnp.inf), 1)

@@ -193,7 +193,8 @@ def stage_simulate(config, workdir, tables, splits):
   s = simulate.run(config, workdir, tables, splits)
   if sharding.is_main():  # only process 0 writes the records
     print(f"[simulate] {s['n_steps']} steps from {s['n_episodes']} kept episodes "
-          f"({s['n_tasks']} train tasks x {config.sim.seeds} seeds, best of {s['rollouts']}), "
+          f"({s['n_tasks']} train tasks x {s['n_episodes'] // max(s['n_tasks'], 1)} seeds, "
+          f"best of {s['rollouts']}), "
           f"{s['bytes'] / 1e6:.1f} MB, {s['seconds']:.0f}s; mean teacher regret "
           f"{s['teacher_regret_mean']:.4f} (one rollout: {s['rollout_regret_mean']:.4f}); "
           f"wrote {os.path.dirname(path)}/")

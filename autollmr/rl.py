@@ -260,8 +260,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   if best is None and val is not None:  # the starting policy is a candidate too (step 0)
     model, _ = nnx.merge(graphdef, state)
     row = _validate(config, model, val)  # val_select None when sft.val_seeds = 0: no selection
-    sft._log(metrics_path, tb, dict(step=0, **row))
     if row["val_select"] is not None:
+      sft._log(metrics_path, tb, dict(step=0, **row))
       best = _write_best(workdir, 0, row["val_select"], None)
   while step < total:
     if stop_after is not None and step >= stop_after:

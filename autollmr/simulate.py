@@ -143,8 +143,28 @@ def val_bank(config, tables, splits) -> dict | None:
 
 
 def train_bank(config, tables, splits):
-  return build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
+  """The training tasks at training size (simulate, sft). With `sim.draws` = S > 1 the bank holds
+  S copies of them: copy 0 as they are, copies 1..S-1 random sub-studies (env.sub_studies with
+  rl.drop_configs / rl.drop_fidelities, fixed key), so the teacher is distilled on S landscapes
+  per training task instead of one (why: 65 training tasks are 13 landscapes, which a policy can
+  learn by heart). Task names get a "#draw" suffix."""
+  bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
                     config.sim.max_target_configs)
+  S = int(config.sim.draws)
+  if bank is None or S <= 1:
+    return bank
+  n = len(bank["tasks"])
+  task_M = jnp.tile(jnp.arange(n, dtype=jnp.int32), S)
+  p = bank["params"]
+  sub = env_lib.sub_studies(p, task_M, jax.random.key(int(config.seed) + 7919),
+                            float(config.rl.drop_configs), float(config.rl.drop_fidelities))
+  keep = lambda x, orig: x.at[:n].set(orig)  # copy 0: the tasks themselves
+  sub = sub.replace(cand_exists_NxA=keep(sub.cand_exists_NxA, p.cand_exists_NxA),
+                    y_star_N=keep(sub.y_star_N, p.y_star_N),
+                    y_worst_N=keep(sub.y_worst_N, p.y_worst_N))
+  return dict(params=sub, sizes=bank["sizes"], tasks=bank["tasks"] * S,
+              names=[f"{nm}#{d}" for d in range(S) for nm in bank["names"]],
+              family_N=jnp.tile(bank["family_N"], S))
 
 
 # --- the teacher -----------------------------------------------------------------------------------
@@ -295,7 +315,8 @@ def run(config, workdir, tables, splits) -> dict:
   if bank is None:
     raise ValueError("[simulate] no training tasks: every table lacks a train split")
   n_tasks = len(bank["tasks"])
-  seeds = np.arange(int(config.sim.seeds))
+  # sim.seeds episodes per training task, shared out over its sim.draws copies
+  seeds = np.arange(max(1, int(config.sim.seeds) // max(1, int(config.sim.draws))))
   pairs_task = np.repeat(np.arange(n_tasks), len(seeds))
   pairs_seed = np.tile(seeds, n_tasks) + 1000 * int(config.seed)  # the reveal seeds
   out = run_teacher(config, bank, pairs_task, pairs_seed, jax.random.key(int(config.seed)))

@@ -59,6 +59,7 @@ def base() -> ml_collections.ConfigDict:
   c.sim.seeds = 64  # episodes kept per training task
   c.sim.rollouts = 32  # N of best-of-N per (task, seed)
   c.sim.chunk = 64  # (task, seed) pairs per jitted call
+  c.sim.draws = 4  # each training task + draws-1 random sub-studies (simulate.train_bank)
   c.sim.max_cheap_rows = 64  # smaller candidate sets in training: attention cost ~ A * keys
   c.sim.max_target_configs = 128
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)

@@ -14,6 +14,9 @@ from configs import rl
 def get_config(arg: str = ""):
   c = rl.get_config(arg)
   c.policy = "lm"
+  # The text shows known results pre-rendered from the table, dropped configs included, so the
+  # text policy distills the training tasks as they are (no sub-study copies, simulate.train_bank).
+  c.sim.draws = 1
   c.eval.methods = "random,topk_transfer,trend,steplaw_formula"
   if arg == "tiny":
     c.lm.known_rows, c.lm.header_tokens = 4, 32

@@ -21,9 +21,11 @@ def test_dataset_identical_across_runs(tmp_path, tiny_setup):
   rec = simulate.decode_step(src[0])
   assert set(rec) >= {"task", "seed", "queried_T", "norm_T", "budget_left", "turn", "action",
                       "regret"}
-  # Only train tasks are simulated; their names are recorded for the SFT stage to check.
+  # Only train tasks are simulated (and their sub-study copies, "#draw"); their names are
+  # recorded for the SFT stage to check.
   train_names = {t.name for s in splits.values() for t in s["train"]}
-  assert set(a["names"]) == train_names
+  assert {n.rsplit("#", 1)[0] for n in a["names"]} == train_names
+  assert len(a["names"]) == c.sim.draws * len(train_names)
   tasks = {int(simulate.decode_step(src[i])["task"]) for i in range(len(src))}
   assert tasks <= set(range(len(a["names"])))
 
@@ -35,6 +37,7 @@ def test_union_bank_keeps_regret(tiny_setup):
   from autollmr import env as env_lib
   from autollmr import tasks as tasks_lib
   c, tables, splits = tiny_setup
+  c.sim.draws = 1  # the tasks themselves, no sub-study copies
   bank = simulate.train_bank(c, tables, splits)
   name = "grpo"  # a 'max' table: its values are negated inside the bank
   view = tasks_lib.training_table(tables[name], splits[name]["train"] + splits[name]["val"])
@@ -49,3 +52,19 @@ def test_union_bank_keeps_regret(tiny_setup):
     o1, _, _, _, _, i1 = env_lib.step(s1, a, bank["params"], bank["sizes"], auto_reset=False)
     np.testing.assert_allclose(i0["regret"], i1["regret"], atol=1e-6)
     np.testing.assert_allclose(o0.norm_T, o1.norm_T, atol=1e-5)
+
+
+def test_train_bank_draws(tiny_setup):
+  """sim.draws = 3: the training tasks as they are, then two random sub-studies of each."""
+  c, tables, splits = tiny_setup
+  c.sim.draws = 1
+  one = simulate.train_bank(c, tables, splits)
+  c.sim.draws, c.rl.drop_configs = 3, 0.5
+  three = simulate.train_bank(c, tables, splits)
+  n = len(one["tasks"])
+  assert len(three["tasks"]) == len(three["names"]) == 3 * n
+  assert three["names"][:n] == [f"{x}#0" for x in one["names"]]  # copy 0: the tasks as they are
+  ex1, ex3 = np.asarray(one["params"].cand_exists_NxA), np.asarray(three["params"].cand_exists_NxA)
+  np.testing.assert_array_equal(ex3[:n], ex1)
+  assert (ex3[n:] <= np.tile(ex1, (2, 1))).all() and (ex3[n:] != np.tile(ex1, (2, 1))).any()
+  np.testing.assert_array_equal(three["family_N"], np.tile(one["family_N"], 3))
