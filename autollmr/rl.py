@@ -1,12 +1,14 @@
 """Multi-turn RL, GRPO-style, with the whole update in one jax.jit (PureJaxRL style).
 
-One update: sample M training tasks (curriculum weights over reveal fractions rho), play G
-episodes of each in the vmapped env with the current policy (lax.scan over turns), return =
-terminal 1 - regret + the env's invalid/repeat penalties (+ optional dense shaping from the
-best-so-far regret), advantage = the return normalized within its group of G (given to every turn,
-or per turn from returns-to-go with `rl.turn_level`), then `rl.epochs` passes of the PPO-clipped
-loss on every turn's action log-probability + KL to the frozen reference (distilled) policy -
-entropy bonus, and an optax step. `rl.updates_per_call` updates run in one call via lax.scan.
+One update: sample M training tasks (curriculum weights over reveal fractions rho), turn each
+into a random sub-study (env.sub_studies: configs and visible fidelities dropped, so the optimum
+moves between draws), play G episodes of each in the vmapped env with the current policy
+(lax.scan over turns), return = terminal 1 - regret + the env's invalid/repeat penalties (+
+optional dense shaping from the best-so-far regret), advantage = the return centred within its
+group of G (and divided by the group's std unless `rl.adv_std=False`, Dr. GRPO; given to every
+turn, or per turn from returns-to-go with `rl.turn_level`), then `rl.epochs` passes of the
+PPO-clipped loss on every turn's action log-probability + KL to the frozen reference (distilled)
+policy - entropy bonus, and an optax step. `rl.updates_per_call` updates run in one call via lax.scan.
 
 Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
 (agent.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
