@@ -229,9 +229,10 @@ def step(state: EnvState, action, params: EnvParams, sizes: EnvSizes, auto_reset
 
 # --- task randomization: random sub-studies of a task -----------------------------------------
 
-_TASK_FIELDS = ("cand_config_NxA", "cand_fid_NxA", "cand_exists_NxA", "cand_cheap_NxA", "target_N",
-                "y_star_N", "y_worst_N", "loc_NxF", "scale_NxF", "min_cost_N", "rho_N",
-                "budget_N", "max_turns_N")
+# The EnvParams fields with a leading task axis N (sub_studies gathers them; simulate stacks them).
+TASK_FIELDS = ("cand_config_NxA", "cand_fid_NxA", "cand_exists_NxA", "cand_cheap_NxA", "target_N",
+               "y_star_N", "y_worst_N", "loc_NxF", "scale_NxF", "min_cost_N", "rho_N",
+               "budget_N", "max_turns_N")
 
 
 def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fidelities: float):
@@ -245,7 +246,7 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   leaves < 2 target configs or no cheap row falls back to dropping configs only, then to the
   task as it is. Returns params with M tasks (0..M-1); with nothing to drop, just those tasks.
   """
-  p = params.replace(**{k: getattr(params, k)[task_M] for k in _TASK_FIELDS})
+  p = params.replace(**{k: getattr(params, k)[task_M] for k in TASK_FIELDS})
   if not drop_configs and not drop_fidelities:
     return p
   F, C = params.values_FxC.shape

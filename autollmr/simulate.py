@@ -55,9 +55,7 @@ def union_params(parts, d_max: int, g_max: int, invalid_penalty: float,
   pct = np.zeros((F, C), np.float32)
   cfeat = np.zeros((C, d_max), np.float32)
   ffeat = np.zeros((F, g_max), np.float32)
-  cols = {k: [] for k in ("cand_config_NxA", "cand_fid_NxA", "cand_exists_NxA", "cand_cheap_NxA",
-                          "target_N", "y_star_N", "y_worst_N", "loc_NxF", "scale_NxF",
-                          "min_cost_N", "rho_N", "budget_N", "max_turns_N")}
+  cols = {k: [] for k in env_lib.TASK_FIELDS}
   cost = []
   fo = co = 0
   for p in parts:
