@@ -246,6 +246,10 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   leaves < 2 target configs or no cheap row falls back to dropping configs only, then to the
   task as it is. Returns params with M tasks (0..M-1); with nothing to drop, just those tasks.
   """
+  for name, v in (("drop_configs", drop_configs), ("drop_fidelities", drop_fidelities)):
+    if not 0.0 <= float(v) < 1.0:
+      raise ValueError(f"{name} must be in [0, 1), got {v} (--config.rl.drop_configs, "
+                       "--config.rl.drop_fidelities, --config.sft.val_drop_configs)")
   p = params.replace(**{k: getattr(params, k)[task_M] for k in TASK_FIELDS})
   if not drop_configs and not drop_fidelities:
     return p

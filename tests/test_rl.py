@@ -48,6 +48,8 @@ def test_sub_studies(tiny_setup):
   p = bank["params"]
   task_M = jnp.arange(len(bank["tasks"]), dtype=jnp.int32)
   same = env.sub_studies(p, task_M, jax.random.key(0), 0.0, 0.0)
+  with pytest.raises(ValueError, match="drop_configs"):
+    env.sub_studies(p, task_M, jax.random.key(0), 1.0, 0.0)
   np.testing.assert_array_equal(same.cand_exists_NxA, p.cand_exists_NxA)
   changed = 0
   for seed in range(5):
