@@ -122,7 +122,11 @@ def eval_methods(config) -> list[str]:
 
 def stage_eval(config, workdir, tables, splits, agents=None):
   methods = eval_methods(config)  # checked before anything is skipped or run
-  sub = "results" if config.eval.split == "standard" else os.path.join("results", "lofo")
+  sub = ("results" if config.eval.split == "standard"
+         else os.path.join("results", config.eval.split))
+  if config.eval.split == "val":  # model selection against the peers: the validation tasks play
+    # the test tasks' part (results/val/); the test tasks are not played
+    splits = {n: dict(s, test=s["val"], val=[]) for n, s in splits.items()}
   out_dir = os.path.join(workdir, sub)
   board = os.path.join(out_dir, "leaderboard.json")
   if os.path.exists(board):
@@ -245,8 +249,9 @@ def run(config, workdir: str):
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
-  if config.eval.split not in ("standard", "lofo"):
-    raise ValueError(f"--config.eval.split must be standard or lofo, got {config.eval.split!r}")
+  if config.eval.split not in ("standard", "lofo", "val"):
+    raise ValueError("--config.eval.split must be standard, lofo or val, got "
+                     f"{config.eval.split!r}")
   if "eval" in stages:
     eval_methods(config)
   if sharding.is_main():

@@ -37,7 +37,9 @@ def base() -> ml_collections.ConfigDict:
                     "optuna_tpe_hyperband,meta_regressor,fsbo"
                     + (",smac_hpo,smac_mf" if importlib.util.find_spec("smac") else ""))
   c.eval.seeds = 10
-  c.eval.split = "standard"  # standard | lofo (leave one family out)
+  # standard | lofo (leave one family out) | val (the validation tasks instead of the test tasks,
+  # to compare the agent with the peers during model selection; writes results/val/)
+  c.eval.split = "standard"
   c.eval.transcripts = 2  # Markdown episodes per family and agent in results/transcripts/ (0: none)
 
   # The policy (model.py), teacher simulation (simulate.py) and distillation (sft.py).

@@ -108,3 +108,15 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert all("__rl_agent__" in p.name for p in md) and "saliency" in md[0].read_text()
   for f in ("learning_curves.png", "landscape_grpo.png"):
     assert (res / f).stat().st_size > 0, f
+  # --config.eval.split=val: the same agents and peers on the validation tasks (model selection
+  # against the peers without reading a test result), in results/val/
+  cv = ml_collections.ConfigDict(c.to_dict())
+  cv.stages, cv.eval.split = "eval", "val"
+  pipeline.run(cv, str(tmp_path))
+  curated = json.loads((tmp_path / "curation" / "tasks.json").read_text())
+  val_targets = {t["target"] for s in curated.values() for t in s["val"]}
+  test_targets = {t["target"] for s in curated.values() for t in s["test"]}
+  val_rows = json.loads((res / "val" / "leaderboard.json").read_text())
+  assert {"sft_agent", "rl_agent", "random"} <= {r["method"] for r in val_rows}
+  played = {r["task"] for r in val_rows}
+  assert played and played <= val_targets and not played & test_targets
