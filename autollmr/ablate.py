@@ -1,10 +1,16 @@
 """Distillation only vs RL from scratch vs distillation + RL, in one command and one table.
 
   python -m autollmr.ablate --workdir=DIR [--config.rl.steps=...]  (overrides apply to all three)
+  python -m autollmr.ablate --workdir=DIR --train_seeds=0,1,2  (training variance too)
 
 Runs configs/sft.py, configs/rl_scratch.py and configs/rl.py in DIR/{sft,rl_scratch,rl} (each
 resumes as usual) and writes DIR/ablation.md: the three agents and the peers on the same test
-tasks, budgets and seeds.
+tasks, budgets and seeds. With --train_seeds each run is repeated per training seed (config.seed:
+teacher draws, init, batches, RL rollouts) in DIR/<run>_seed<s> (seed 0 keeps DIR/<run>); an
+agent's cells then pool its episodes over training x eval seeds, and a second table gives each
+training seed's overall regret. Why: at rho = 1 a greedy agent plays every eval seed alike, so
+the eval seeds alone say nothing about how much a retrained agent would differ. The peers do not
+depend on config.seed and are played once.
 """
 import os
 import sys
@@ -16,6 +22,7 @@ from ml_collections import config_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", "ablation", "Parent directory of the three runs.")
 # Defined so that absl accepts --config.* overrides; they are re-applied to each of the three.
+_TRAIN_SEEDS = flags.DEFINE_string("train_seeds", "0", "Training seeds (config.seed), comma list.")
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/rl.py", "Overrides apply to all.")
 
 RUNS = (("sft", "configs/sft.py"), ("rl_scratch", "configs/rl_scratch.py"), ("rl", "configs/rl.py"))
@@ -39,36 +46,83 @@ def set_flat(config, key: str, val: str):
   node[leaf] = (val.lower() in ("1", "true", "yes")) if isinstance(old, bool) else type(old)(val)
 
 
+def per_seed_md(records, methods) -> str:
+  """Overall mean regret (mean over families, as in the leaderboard) of each agent, per training
+  seed, at every K; then the mean and the sample sd over the training seeds."""
+  from autollmr import evaluate
+  import numpy as np
+  seeds = sorted({r["train_seed"] for r in records if "train_seed" in r})
+  budgets = sorted({r["budget"] for r in records})
+  lines = ["", "## Per training seed (overall mean regret; mean and sd over training seeds)", "",
+           "| method | training seed | " + " | ".join(f"K={k}" for k in budgets) + " |",
+           "|---|---|" + "---:|" * len(budgets)]
+  for m in methods:
+    per = {}
+    for s in seeds:
+      rs = [r for r in records if r["method"] == m and r.get("train_seed") == s]
+      if rs:
+        per[s] = {key: float(v.mean()) for key, (v, _) in evaluate.overall_table(rs).items()}
+    for s, tab in per.items():
+      lines.append(f"| {m} | {s} | " + " | ".join(
+          f"{tab[(m, k)]:.4f}" if (m, k) in tab else "-" for k in budgets) + " |")
+    if len(per) > 1:
+      cells = []
+      for k in budgets:
+        v = np.array([tab[(m, k)] for tab in per.values() if (m, k) in tab])
+        cells.append(f"{v.mean():.4f} +- {v.std(ddof=1):.4f}" if len(v) > 1 else "-")
+      lines.append(f"| {m} | mean +- sd ({len(per)}) | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   import json
   from autollmr import evaluate
+  from autollmr import peers as peers_lib
   from autollmr import pipeline
   overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
-  records, seen_peers = [], False
-  for name, path in RUNS:
-    config = load_config(path)
-    for o in overrides:
-      key, val = o[len("--config."):].split("=", 1)
-      set_flat(config, key, val)
-    if seen_peers:  # the peers ran once already, on the same tasks and seeds
-      config.eval.methods = "random"
-    workdir = os.path.join(_WORKDIR.value, name)
-    print(f"\n=== {name}: {path} -> {workdir}")
-    pipeline.run(config, workdir)
-    with open(os.path.join(workdir, "results", "episodes.jsonl")) as f:
-      recs = [json.loads(line) for line in f]
-    agents = {"sft": "sft_agent", "rl_scratch": "rl_agent", "rl": "rl_agent"}
-    for r in recs:
-      if r["method"] == agents[name]:
-        r["method"] = {"sft": "distill_only", "rl_scratch": "rl_only", "rl": "distill+rl"}[name]
-        records.append(r)
-      elif not seen_peers:
-        records.append(r)
-    seen_peers = True
+  try:
+    train_seeds = [int(x) for x in _TRAIN_SEEDS.value.split(",") if x.strip()]
+  except ValueError:
+    raise app.UsageError(f"--train_seeds={_TRAIN_SEEDS.value!r}: expected integers like 0,1,2")
+  if not train_seeds or len(set(train_seeds)) != len(train_seeds):
+    raise app.UsageError(f"--train_seeds={_TRAIN_SEEDS.value!r}: give distinct seeds, e.g. 0,1,2")
+  if any(o.startswith("--config.seed=") for o in overrides) and _TRAIN_SEEDS.present:
+    raise app.UsageError("give training seeds with --train_seeds, not --config.seed")
+  records, peers_taken = [], set()
+  agents = {"sft": "sft_agent", "rl_scratch": "rl_agent", "rl": "rl_agent"}
+  labels = {"sft": "distill_only", "rl_scratch": "rl_only", "rl": "distill+rl"}
+  for seed in train_seeds:
+    for name, path in RUNS:
+      config = load_config(path)
+      for o in overrides:
+        key, val = o[len("--config."):].split("=", 1)
+        set_flat(config, key, val)
+      if _TRAIN_SEEDS.present:
+        config.seed = seed
+      # Each peer is played once (they do not depend on config.seed): a run plays only the peers
+      # no earlier run played ("random" when none is left: the eval needs one).
+      config.eval.methods = ",".join(
+          [m for m in pipeline.csv_list(config.eval.methods) if m not in peers_taken]
+          or ["random"])
+      workdir = os.path.join(_WORKDIR.value,
+                             name if config.seed == 0 else f"{name}_seed{config.seed}")
+      print(f"\n=== {name} (training seed {config.seed}): {path} -> {workdir}")
+      pipeline.run(config, workdir)
+      with open(os.path.join(workdir, "results", "episodes.jsonl")) as f:
+        recs = [json.loads(line) for line in f]
+      new_peers = {r["method"] for r in recs if r["method"] in peers_lib.PEERS} - peers_taken
+      for r in recs:
+        if r["method"] == agents[name]:
+          r["method"], r["train_seed"] = labels[name], int(config.seed)
+          records.append(r)
+        elif r["method"] in new_peers:
+          records.append(r)
+      peers_taken |= new_peers
   out = os.path.join(_WORKDIR.value, "ablation")
-  evaluate.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]))
+  evaluate.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
+                         extra_md=per_seed_md(records, labels.values()))
   os.replace(os.path.join(out, "leaderboard.md"), os.path.join(_WORKDIR.value, "ablation.md"))
   print(evaluate.summary_text(records))
   print(f"\nwrote {os.path.join(_WORKDIR.value, 'ablation.md')}")
