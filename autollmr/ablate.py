@@ -54,6 +54,8 @@ def per_seed_md(records, methods) -> str:
   seeds = sorted({r["train_seed"] for r in records if "train_seed" in r})
   budgets = sorted({r["budget"] for r in records})
   lines = ["", "## Per training seed (overall mean regret; mean and sd over training seeds)", "",
+           "The cells above pool the training seeds; their CIs are over eval seeds only, which a "
+           "greedy agent at rho = 1 plays alike. The spread between retrained agents is here.", "",
            "| method | training seed | " + " | ".join(f"K={k}" for k in budgets) + " |",
            "|---|---|" + "---:|" * len(budgets)]
   for m in methods:
