@@ -2,6 +2,7 @@
 
   python -m autollmr.ablate --workdir=DIR [--config.rl.steps=...]  (overrides apply to all three)
   python -m autollmr.ablate --workdir=DIR --train_seeds=0,1,2  (training variance too)
+  python -m autollmr.ablate --workdir=DIR --config=configs/rl.py:tiny --train_seeds=0,1  (smoke)
 
 Runs configs/sft.py, configs/rl_scratch.py and configs/rl.py in DIR/{sft,rl_scratch,rl} (each
 resumes as usual) and writes DIR/ablation.md: the three agents and the peers on the same test
@@ -23,17 +24,18 @@ from ml_collections import config_flags
 _WORKDIR = flags.DEFINE_string("workdir", "ablation", "Parent directory of the three runs.")
 # Defined so that absl accepts --config.* overrides; they are re-applied to each of the three.
 _TRAIN_SEEDS = flags.DEFINE_string("train_seeds", "0", "Training seeds (config.seed), comma list.")
+# Only its ":arg" (e.g. configs/rl.py:tiny, a smoke run) is used: each run loads its own file.
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/rl.py", "Overrides apply to all.")
 
 RUNS = (("sft", "configs/sft.py"), ("rl_scratch", "configs/rl_scratch.py"), ("rl", "configs/rl.py"))
 
 
-def load_config(path):
+def load_config(path, arg: str = ""):
   import importlib.util
   spec = importlib.util.spec_from_file_location("config", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  return mod.get_config()
+  return mod.get_config(arg)
 
 
 def set_flat(config, key: str, val: str):
@@ -84,6 +86,8 @@ def main(argv):
   from autollmr import peers as peers_lib
   from autollmr import pipeline
   overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
+  given = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config=")]
+  arg = given[-1].split(":", 1)[1] if given and ":" in given[-1] else ""
   try:
     train_seeds = [int(x) for x in _TRAIN_SEEDS.value.split(",") if x.strip()]
   except ValueError:
@@ -97,7 +101,7 @@ def main(argv):
   labels = {"sft": "distill_only", "rl_scratch": "rl_only", "rl": "distill+rl"}
   for seed in train_seeds:
     for name, path in RUNS:
-      config = load_config(path)
+      config = load_config(path, arg)
       for o in overrides:
         key, val = o[len("--config."):].split("=", 1)
         set_flat(config, key, val)
