@@ -48,36 +48,6 @@ def set_flat(config, key: str, val: str):
   node[leaf] = (val.lower() in ("1", "true", "yes")) if isinstance(old, bool) else type(old)(val)
 
 
-def per_seed_md(records, methods) -> str:
-  """Overall mean regret (mean over families, as in the leaderboard) of each agent, per training
-  seed, at every K; then the mean and the sample sd over the training seeds."""
-  from autollmr import evaluate
-  import numpy as np
-  seeds = sorted({r["train_seed"] for r in records if "train_seed" in r})
-  budgets = sorted({r["budget"] for r in records})
-  lines = ["", "## Per training seed (overall mean regret; mean and sd over training seeds)", "",
-           "The cells above pool the training seeds; their CIs are over eval seeds only, which a "
-           "greedy agent at rho = 1 plays alike. The spread between retrained agents is here.", "",
-           "| method | training seed | " + " | ".join(f"K={k}" for k in budgets) + " |",
-           "|---|---|" + "---:|" * len(budgets)]
-  for m in methods:
-    per = {}
-    for s in seeds:
-      rs = [r for r in records if r["method"] == m and r.get("train_seed") == s]
-      if rs:
-        per[s] = {key: float(v.mean()) for key, (v, _) in evaluate.overall_table(rs).items()}
-    for s, tab in per.items():
-      lines.append(f"| {m} | {s} | " + " | ".join(
-          f"{tab[(m, k)]:.4f}" if (m, k) in tab else "-" for k in budgets) + " |")
-    if len(per) > 1:
-      cells = []
-      for k in budgets:
-        v = np.array([tab[(m, k)] for tab in per.values() if (m, k) in tab])
-        cells.append(f"{v.mean():.4f} +- {v.std(ddof=1):.4f}" if len(v) > 1 else "-")
-      lines.append(f"| {m} | mean +- sd ({len(per)}) | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -128,7 +98,7 @@ def main(argv):
       peers_taken |= new_peers
   out = os.path.join(_WORKDIR.value, "ablation")
   evaluate.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
-                         extra_md=per_seed_md(records, labels.values()))
+                         extra_md=evaluate.per_training_seed_md(records, labels.values()))
   os.replace(os.path.join(out, "leaderboard.md"), os.path.join(_WORKDIR.value, "ablation.md"))
   print(evaluate.summary_text(records))
   print(f"\nwrote {os.path.join(_WORKDIR.value, 'ablation.md')}")

@@ -125,8 +125,7 @@ def test_budget_free_prefixes_equal_direct_runs(monkeypatch):
 
 
 def test_ablation_per_training_seed_table():
-  """ablate.per_seed_md: each training seed's overall regret (families weigh 1), then mean +- sd."""
-  from autollmr import ablate
+  """evaluate.per_training_seed_md (ablate --train_seeds): each training seed's overall regret (families weigh 1), then mean +- sd."""
   recs = []
   for ts, (ra, rb) in enumerate([(0.1, 0.3), (0.3, 0.5)]):  # overall 0.2, then 0.4
     for seed in range(3):
@@ -135,7 +134,7 @@ def test_ablation_per_training_seed_table():
                dict(method="distill+rl", family="b", task="t", budget=1, seed=seed, regret=rb,
                     train_seed=ts)]
   recs.append(dict(method="random", family="a", task="t", budget=1, seed=0, regret=0.9))
-  md = ablate.per_seed_md(recs, ["distill+rl", "rl_only"])
+  md = evaluate.per_training_seed_md(recs, ["distill+rl", "rl_only"])
   assert "| distill+rl | 0 | 0.2000 |" in md and "| distill+rl | 1 | 0.4000 |" in md
   assert f"| distill+rl | mean +- sd (2) | 0.3000 +- {np.std([0.2, 0.4], ddof=1):.4f} |" in md
   assert "rl_only" not in md and "random" not in md
