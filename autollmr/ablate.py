@@ -3,6 +3,7 @@
   python -m autollmr.ablate --workdir=DIR [--config.rl.steps=...]  (overrides apply to all three)
   python -m autollmr.ablate --workdir=DIR --train_seeds=0,1,2  (training variance too)
   python -m autollmr.ablate --workdir=DIR --config=configs/rl.py:tiny --train_seeds=0,1  (smoke)
+  python -m autollmr.ablate --workdir=DIR --config.eval.sub_studies=10  (then: DIR/ablation_sub_studies.md)
 
 Runs configs/sft.py, configs/rl_scratch.py and configs/rl.py in DIR/{sft,rl_scratch,rl} (each
 resumes as usual) and writes DIR/ablation.md: the three agents and the peers on the same test
@@ -86,7 +87,7 @@ def main(argv):
                              name if config.seed == 0 else f"{name}_seed{config.seed}")
       print(f"\n=== {name} (training seed {config.seed}): {path} -> {workdir}")
       pipeline.run(config, workdir)
-      with open(os.path.join(workdir, "results", "episodes.jsonl")) as f:
+      with open(os.path.join(workdir, pipeline.results_dir(config), "episodes.jsonl")) as f:
         recs = [json.loads(line) for line in f]
       new_peers = {r["method"] for r in recs if r["method"] in peers_lib.PEERS} - peers_taken
       for r in recs:
@@ -96,12 +97,14 @@ def main(argv):
         elif r["method"] in new_peers:
           records.append(r)
       peers_taken |= new_peers
-  out = os.path.join(_WORKDIR.value, "ablation")
+  sub = "_sub_studies" if int(config.eval.sub_studies) else ""  # --config.eval.sub_studies=N
+  out = os.path.join(_WORKDIR.value, "ablation" + sub)
   evaluate.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
                          extra_md=evaluate.per_training_seed_md(records, labels.values()))
-  os.replace(os.path.join(out, "leaderboard.md"), os.path.join(_WORKDIR.value, "ablation.md"))
+  md = os.path.join(_WORKDIR.value, f"ablation{sub}.md")
+  os.replace(os.path.join(out, "leaderboard.md"), md)
   print(evaluate.summary_text(records))
-  print(f"\nwrote {os.path.join(_WORKDIR.value, 'ablation.md')}")
+  print(f"\nwrote {md}")
 
 
 if __name__ == "__main__":

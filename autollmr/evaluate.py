@@ -10,6 +10,7 @@ same tasks, budgets and seeds, and the env decides cost, budget and the recommen
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import sys
@@ -38,10 +39,36 @@ def online_copy(task):
 
 
 def build_eval_params(table, tasks, cfg):
-  return env_lib.make_params(table, tasks, max_cheap_rows=cfg.env.max_cheap_rows,
-                             max_target_configs=cfg.env.max_target_configs,
-                             invalid_penalty=cfg.env.invalid_penalty,
-                             repeat_penalty=cfg.env.repeat_penalty)
+  """EnvParams of the tasks on the table. Under `eval.sub_studies` the candidate axis is padded to
+  a multiple of 64, so the sub-studies of a table share one compiled agent rollout."""
+  make = functools.partial(env_lib.make_params, table, tasks,
+                           max_cheap_rows=cfg.env.max_cheap_rows,
+                           max_target_configs=cfg.env.max_target_configs,
+                           invalid_penalty=cfg.env.invalid_penalty,
+                           repeat_penalty=cfg.env.repeat_penalty)
+  params, sizes = make()
+  if int(cfg.eval.get("sub_studies", 0)) > 0 and sizes.num_candidates % 64:
+    params, sizes = make(pad_to=-(-sizes.num_candidates // 64) * 64)
+  return params, sizes
+
+
+def sub_study_table(table, drop: float, seed: int):
+  """A random sub-study of a table, for evaluation: each config dropped with probability `drop`
+  at every fidelity (the study never ran it), as env.sub_studies does for training, but on the
+  Table, so the peers and the agents play it unchanged and y* is the sub-study's best. Why: a
+  family has one or two test targets, so a single pick decides its cell; N sub-studies of each
+  target give N landscapes with the same scale shift, and a mean with a spread. Redrawn (at most
+  100 times) until every fidelity that had two valid configs keeps two."""
+  if not 0.0 < float(drop) < 1.0:
+    raise ValueError(f"--config.eval.sub_drop must be in (0, 1), got {drop}")
+  rng = np.random.default_rng(seed)
+  had = table.valid_FxC.sum(1) >= 2
+  for _ in range(100):
+    valid = table.valid_FxC & (rng.random(table.num_configs) >= drop)[None]
+    if np.all(valid.sum(1)[had] >= 2):
+      return table.with_changes(valid_FxC=valid, flagged_FxC=table.flagged_FxC & valid)
+  raise ValueError(f"table {table.name!r}: no sub-study with drop {drop} keeps two configs per "
+                   "fidelity (lower --config.eval.sub_drop)")
 
 
 def run_peers(table, tasks, methods, seeds, cfg, bar=None) -> list[dict]:

@@ -37,15 +37,18 @@ MAX_TARGETS = 1024  # target configs (labels) per training task, spread by rank 
 NEAR = 3  # visible fidelities described per candidate, nearest to the target first
 _CACHE: dict = {}
 _WARM: set = set()
-_SOURCES = {"sources": None, "pool": ()}
+_SOURCES = {"sources": None, "pool": (), "stand_in": {}}
 
 
-def set_training_sources(sources=None, pool=()):
+def set_training_sources(sources=None, pool=(), stand_in=None):
   """sources: None = each table trains on its own curate(table)["train"] + ["val"] tasks (the
   default); else a list of (table, tasks) every table trains on (LOFO: the other families').
-  pool: tables a table without training tasks may borrow same-family training tasks from."""
+  pool: tables a table without training tasks may borrow same-family training tasks from.
+  stand_in: {name: table} trained on in place of the played table of that name (an evaluation
+  sub-study trains on its whole table, as the agent did, and trains once, not per sub-study)."""
   _SOURCES["sources"] = None if sources is None else [(t, list(ts)) for t, ts in sources]
   _SOURCES["pool"] = tuple(pool)
+  _SOURCES["stand_in"] = dict(stand_in or {})
 
 
 def _own_tasks(table):
@@ -58,6 +61,7 @@ def training_views(table, target: int) -> list:
   views leave this function; tasks touching `target` are dropped (so even a peer played on a
   train task never trains on its own target)."""
   srcs = _SOURCES["sources"]
+  table = _SOURCES["stand_in"].get(table.name, table)
   if srcs is None:
     srcs = [(table, _own_tasks(table))]
     if not srcs[0][1]:

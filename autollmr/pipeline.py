@@ -120,10 +120,18 @@ def eval_methods(config) -> list[str]:
   return [m for m in methods if m in evaluate.peers_lib.PEERS]
 
 
-def stage_eval(config, workdir, tables, splits, agents=None):
-  methods = eval_methods(config)  # checked before anything is skipped or run
+def results_dir(config) -> str:
+  """Where the eval stage writes, relative to the workdir: results/, results/<split>/, and
+  .../sub_studies/ under eval.sub_studies."""
   sub = ("results" if config.eval.split == "standard"
          else os.path.join("results", config.eval.split))
+  return os.path.join(sub, "sub_studies") if int(config.eval.sub_studies) else sub
+
+
+def stage_eval(config, workdir, tables, splits, agents=None):
+  methods = eval_methods(config)  # checked before anything is skipped or run
+  n_sub = int(config.eval.sub_studies)
+  sub = results_dir(config)
   if config.eval.split == "val":  # model selection against the peers: the validation tasks play
     # the test tasks' part (results/val/); the test tasks are not played
     splits = {n: dict(s, test=s["val"], val=[]) for n, s in splits.items()}
@@ -136,9 +144,36 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     print(evaluate.summary_text(records))
     return
   seeds = list(range(config.eval.seeds))
-  work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
-  bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
   t0 = time.time()
+  if n_sub:
+    records = eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub)
+  else:
+    records = eval_all(config, workdir, tables, splits, methods, seeds)
+  command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  if not sharding.is_main():
+    return
+  evaluate.write_results(records, out_dir, command)
+  print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
+        "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
+  if not n_sub:
+    from autollmr import plots
+    from autollmr import transcripts
+    t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
+    queries = transcripts.write_eval_transcripts(config, workdir, tables, splits, out_dir,
+                                                 methods)
+    pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
+    print(f"[eval] {len(queries)} transcripts in {out_dir}/transcripts/ and {len(pngs)} plots "
+          f"({', '.join(os.path.basename(p) for p in pngs)}) in {time.time() - t1:.0f}s")
+  print(evaluate.summary_text(records))
+
+
+def eval_all(config, workdir, tables, splits, methods, seeds, bar=None, stand_in=None) -> list:
+  """Every peer and every trained agent on every table's "test" tasks (records).
+  stand_in: {name: table} the learned peers train on in place of the played table."""
+  work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
+  own_bar = bar is None
+  if own_bar:
+    bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
   records = []
   from autollmr import learned_peers
   for table, test_tasks in work:
@@ -148,25 +183,38 @@ def stage_eval(config, workdir, tables, splits, agents=None):
            if tables[n].family != table.family and s["train"] + s["val"] and "@" not in n])
     else:  # own training tasks; a table without any borrows its family's (e.g. regmix)
       learned_peers.set_training_sources(  # not the extra synthetic draws (name@i): peers
-          None, pool=[t for n, t in tables.items() if "@" not in n])  # train as before
+          None, pool=[t for n, t in tables.items() if "@" not in n],  # train as before
+          stand_in=stand_in)
     records += evaluate.run_peers(table, test_tasks, methods, seeds, config, bar)
   learned_peers.set_training_sources(None)
+  if own_bar:
+    bar.close()
+  return records + agent_records(config, workdir, tables, splits)
+
+
+def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int) -> list:
+  """eval_all on `n_sub` random sub-studies of every evaluated table (evaluate.sub_study_table:
+  each config dropped with probability eval.sub_drop, the same draws for every method and every
+  training seed). A record's task becomes "<target>~<i>", so a family's cell is the mean over its
+  targets x sub-studies. The learned peers train on the whole tables, as the agent did."""
+  import zlib
+  names = [n for n, s in splits.items() if s["test"]]
+  work = [(tables[n], splits[n]["test"]) for n in names]
+  bar = evaluate.progress(n_sub * evaluate.count_peer_episodes(work, methods, seeds),
+                          f"[eval] peers x {n_sub} sub-studies")
+  records = []
+  for i in range(n_sub):
+    sub_tables = dict(tables)
+    for n in names:
+      sub_tables[n] = evaluate.sub_study_table(tables[n], float(config.eval.sub_drop),
+                                               zlib.crc32(f"{n}~{i}".encode()))
+    recs = eval_all(config, workdir, sub_tables, splits, methods, seeds, bar,
+                    stand_in={n: tables[n] for n in names})
+    for r in recs:
+      r["task"] = f"{r['task']}~{i}"
+    records += recs
   bar.close()
-  records += agent_records(config, workdir, tables, splits)
-  command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-  if not sharding.is_main():
-    return
-  evaluate.write_results(records, out_dir, command)
-  print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
-        "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
-  from autollmr import plots
-  from autollmr import transcripts
-  t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
-  queries = transcripts.write_eval_transcripts(config, workdir, tables, splits, out_dir, methods)
-  pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
-  print(f"[eval] {len(queries)} transcripts in {out_dir}/transcripts/ and {len(pngs)} plots "
-        f"({', '.join(os.path.basename(p) for p in pngs)}) in {time.time() - t1:.0f}s")
-  print(evaluate.summary_text(records))
+  return records
 
 
 def agent_records(config, workdir, tables, splits) -> list:
@@ -252,6 +300,8 @@ def run(config, workdir: str):
   if config.eval.split not in ("standard", "lofo", "val"):
     raise ValueError("--config.eval.split must be standard, lofo or val, got "
                      f"{config.eval.split!r}")
+  if int(config.eval.sub_studies) < 0:
+    raise ValueError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")
   if "eval" in stages:
     eval_methods(config)
   if sharding.is_main():

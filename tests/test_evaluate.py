@@ -159,3 +159,29 @@ def test_ablate_tiny_one_training_seed(tmp_path):
   want = {k: float(v.mean()) for (m, k), (v, _) in evaluate.overall_table(own).items()}
   md = (tmp_path / "ablation.md").read_text()
   assert "| distill_only | 1 | " + " | ".join(f"{want[k]:.4f}" for k in sorted(want)) + " |" in md
+
+
+def test_sub_study_table_drops_configs_at_every_fidelity():
+  t = _table(C=40)
+  a, b = evaluate.sub_study_table(t, 0.5, seed=3), evaluate.sub_study_table(t, 0.5, seed=3)
+  assert np.array_equal(a.valid_FxC, b.valid_FxC)  # the same draw for every method and run
+  dropped_C = ~a.valid_FxC.any(0) & t.valid_FxC.any(0)
+  assert 5 < dropped_C.sum() < 35  # about half of the configs
+  assert not (a.valid_FxC & ~t.valid_FxC).any()  # nothing becomes valid
+  kept_C = a.valid_FxC[2]  # a config is kept or dropped at every fidelity alike
+  assert np.array_equal(a.valid_FxC[1], kept_C) and not (a.valid_FxC[0] & ~kept_C).any()
+  assert (a.valid_FxC.sum(1) >= 2).all()
+  task = tasks_lib.Task(table="bowl", target="l", visible=("s", "m"), budget=1.0, rho=1.0,
+                        split="test", max_turns=3)
+  cfg = common.base()
+  cfg.eval.sub_studies = 1
+  params, sizes = evaluate.build_eval_params(a, [task], cfg)
+  assert sizes.num_candidates % 64 == 0  # padded: sub-studies of a table share one compile
+  y = np.where(kept_C, t.values_FxC[2], np.inf)
+  assert np.isclose(float(params.y_star_N[0]), y.min())  # y* of the sub-study, not the table
+  for bad in (0.0, 1.0):
+    try:
+      evaluate.sub_study_table(t, bad, seed=0)
+      raise AssertionError("no error")
+    except ValueError as e:
+      assert "sub_drop" in str(e)

@@ -1,4 +1,5 @@
 """Multi-turn RL: group advantages, the curriculum, and the whole pipeline on a tiny config."""
+import collections
 import json
 import os
 import time
@@ -120,3 +121,15 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert {"sft_agent", "rl_agent", "random"} <= {r["method"] for r in val_rows}
   played = {r["task"] for r in val_rows}
   assert played and played <= val_targets and not played & test_targets
+  # --config.eval.sub_studies=2: every test target on two random sub-studies (results/
+  # sub_studies/); tasks are "<target>~<i>", agents and peers on the same draws
+  cs = ml_collections.ConfigDict(c.to_dict())
+  cs.stages, cs.eval.sub_studies = "eval", 2
+  pipeline.run(cs, str(tmp_path))
+  sub_rows = json.loads((res / "sub_studies" / "leaderboard.json").read_text())
+  tasks_by_method = collections.defaultdict(set)
+  for r in sub_rows:
+    tasks_by_method[r["method"]].add(r["task"])
+  assert {"sft_agent", "rl_agent", "random"} <= set(tasks_by_method)
+  want = {f"{t}~{i}" for t in test_targets for i in range(2)}
+  assert all(ts == want for ts in tasks_by_method.values()), tasks_by_method
