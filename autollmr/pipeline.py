@@ -178,9 +178,10 @@ def eval_all(config, workdir, tables, splits, methods, seeds, bar=None, stand_in
   from autollmr import learned_peers
   for table, test_tasks in work:
     if config.eval.split == "lofo":  # learned peers train on the other families only
+      whole = dict(tables, **(stand_in or {}))  # sub-studies train on the whole tables
       learned_peers.set_training_sources(
-          [(tables[n], s["train"] + s["val"]) for n, s in splits.items()
-           if tables[n].family != table.family and s["train"] + s["val"] and "@" not in n])
+          [(whole[n], s["train"] + s["val"]) for n, s in splits.items()
+           if whole[n].family != table.family and s["train"] + s["val"] and "@" not in n])
     else:  # own training tasks; a table without any borrows its family's (e.g. regmix)
       learned_peers.set_training_sources(  # not the extra synthetic draws (name@i): peers
           None, pool=[t for n, t in tables.items() if "@" not in n],  # train as before
