@@ -341,8 +341,10 @@ def cheap_rows(table: Table, visible: list[int], cap: int) -> list[tuple[int, in
 def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
                 max_target_configs: int = 512, invalid_penalty: float = 0.1,
                 repeat_penalty: float = 0.0, pad_to: int | None = None,
-                pad_turns_to: int | None = None) -> tuple[EnvParams, EnvSizes]:
-  """Builds EnvParams for `tasks` on `table` (all tasks must name this table)."""
+                pad_turns_to: int | None = None,
+                pad_multiple: int = 1) -> tuple[EnvParams, EnvSizes]:
+  """Builds EnvParams for `tasks` on `table` (all tasks must name this table). The candidate axis
+  is padded to at least `pad_to` and to a multiple of `pad_multiple`."""
   sign = table.sign()
   per_task = []
   for task in tasks:
@@ -385,6 +387,7 @@ def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
         rho=task.rho, budget=task.budget, max_turns=task.max_turns))
   A = max(len(p["cfg"]) for p in per_task)
   A = max(A, pad_to or 0)
+  A = -(-A // pad_multiple) * pad_multiple
   T = max(max(p["max_turns"] for p in per_task), pad_turns_to or 0)
   N = len(tasks)
   cfg = np.zeros((N, A), np.int32)

@@ -10,7 +10,6 @@ same tasks, budgets and seeds, and the env decides cost, budget and the recommen
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import os
 import sys
@@ -41,15 +40,11 @@ def online_copy(task):
 def build_eval_params(table, tasks, cfg):
   """EnvParams of the tasks on the table. Under `eval.sub_studies` the candidate axis is padded to
   a multiple of 64, so the sub-studies of a table share one compiled agent rollout."""
-  make = functools.partial(env_lib.make_params, table, tasks,
-                           max_cheap_rows=cfg.env.max_cheap_rows,
-                           max_target_configs=cfg.env.max_target_configs,
-                           invalid_penalty=cfg.env.invalid_penalty,
-                           repeat_penalty=cfg.env.repeat_penalty)
-  params, sizes = make()
-  if int(cfg.eval.get("sub_studies", 0)) > 0 and sizes.num_candidates % 64:
-    params, sizes = make(pad_to=-(-sizes.num_candidates // 64) * 64)
-  return params, sizes
+  return env_lib.make_params(table, tasks, max_cheap_rows=cfg.env.max_cheap_rows,
+                             max_target_configs=cfg.env.max_target_configs,
+                             invalid_penalty=cfg.env.invalid_penalty,
+                             repeat_penalty=cfg.env.repeat_penalty,
+                             pad_multiple=64 if int(cfg.eval.get("sub_studies", 0)) > 0 else 1)
 
 
 def sub_study_table(table, drop: float, seed: int):
