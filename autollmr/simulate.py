@@ -4,7 +4,8 @@ Teacher (why this one): best-of-N rejection sampling over a stochastic transfer 
 researcher could run from the observations alone. Each candidate's outcome is predicted by kernel
 regression over the known results: weights softmax_j(-|z_i - z_j|^2 / h - lam |g_i - g_j|^2), z
 standardized config features, g standardized fidelity features, so the same or nearest config at
-the nearest fidelity dominates. Modes: "adaptive" also adds each target result as it comes (it
+the nearest fidelity dominates (and the policy's in-context quadratic ridge fits, model.ridges,
+global smooth surrogates, as more scorers). Modes: "adaptive" also adds each target result as it comes (it
 searches near what worked), "static" ranks by the cheap results only (a plan fixed up front that
 spreads its queries, like top-k transfer). Actions are drawn from softmax(prediction / tau) over
 the unqueried affordable target candidates; the N rollouts of one (task, seed) cycle through the
@@ -227,23 +228,43 @@ def strategies(config):
   return np.array(hl, np.float32), np.array(modes, np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys"))
-def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys):
+def teacher_ridges(config) -> tuple:
+  """((lam, fid_weight), ...) of the ridge scorers the teacher adds to its kernels: the policy's
+  ridge inputs (model.ridges), so every teacher choice stays explainable from the student's
+  observation."""
+  return model_lib._pairs(config.model.get("ridges", ""))
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges"))
+def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys,
+                   ridges=()):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
+
+  ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_from_view`) as
+  scorers beside the H kernels (rollout r uses scorer r % (H + R)); their adaptive mode refits on
+  each turn's view, their static mode keeps the fit at reset.
 
   Out: per pair the kept trajectory (P x T: Obs fields, action, active), its final regret and
   cost, and every rollout's final regret (P x N).
   """
   from autollmr import agent
   P, H = task_P.shape[0], hl_Hx2.shape[0]
+  R = len(ridges)
+  S = H + R  # scorers: the kernels, then the ridge fits
   fresh = lambda t, s: jax.vmap(lambda a, b: env_lib._fresh_state(params, sizes, a, b, 0))(t, s)
   observe = lambda st: jax.vmap(lambda s: env_lib.observe(params, s))(st)
-  prior_P = teacher_prior(agent.view(params, family_N, observe(fresh(task_P, seed_P)), sizes),
-                          hl_Hx2, max_keys)
+  view0_P = agent.view(params, family_N, observe(fresh(task_P, seed_P)), sizes)
+  prior_P = teacher_prior(view0_P, hl_Hx2, max_keys)
   r_N = jnp.arange(n)
-  pair_E, kern_E = jnp.repeat(jnp.arange(P), n), jnp.tile(r_N % H, P)
-  mode_Ex2 = jnp.tile(mode_Mx2[(r_N // H) % mode_Mx2.shape[0]], (P, 1))
+  pair_E, scorer_E = jnp.repeat(jnp.arange(P), n), jnp.tile(r_N % S, P)
+  ridge_E, which_E = scorer_E >= H, jnp.clip(scorer_E - H, 0, max(R - 1, 0))
+  kern_E = jnp.minimum(scorer_E, H - 1)
+  mode_Ex2 = jnp.tile(mode_Mx2[(r_N // S) % mode_Mx2.shape[0]], (P, 1))
   hl_Ex2 = hl_Hx2[kern_E]
+  E = pair_E.shape[0]
+  pick_ExA = lambda r_RxExA: r_RxExA[which_E, jnp.arange(E)]
+  ridge0_ExA = (pick_ExA(jnp.stack([model_lib.ridge_from_view(view0_P, *r)[pair_E]
+                                    for r in ridges])) if R else None)
   prior = dict(m_BxA=prior_P["m_BxHxA"][pair_E, kern_E], s0_BxA=prior_P["s0_BxHxA"][pair_E, kern_E],
                s1_BxA=prior_P["s1_BxHxA"][pair_E, kern_E], z_BxAxD=prior_P["z_BxAxD"][pair_E],
                zf_BxAxG=prior_P["zf_BxAxG"][pair_E],
@@ -254,8 +275,12 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
     state, done_E, prior = carry
     obs = observe(state)
     prior, mu_ExA = teacher_update(prior, obs, hl_Ex2, mode_Ex2[:, 1] > 0)
-    action_E = teacher_action(agent.view(params, family_N, obs, sizes), mu_ExA, key_t,
-                              mode_Ex2[:, 0])
+    v = agent.view(params, family_N, obs, sizes)
+    if R:
+      now_ExA = pick_ExA(jnp.stack([model_lib.ridge_from_view(v, *r) for r in ridges]))
+      mu_ExA = jnp.where(ridge_E[:, None],
+                         jnp.where(mode_Ex2[:, 1:2] > 0, now_ExA, ridge0_ExA), mu_ExA)
+    action_E = teacher_action(v, mu_ExA, key_t, mode_Ex2[:, 0])
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
     state = jax.tree.map(lambda x, s: jnp.where(
@@ -289,7 +314,8 @@ def run_teacher(config, bank, pairs_task, pairs_seed, key):
     t, s = np.pad(t, (0, chunk - m), mode="edge"), np.pad(s, (0, chunk - m), mode="edge")
     out = simulate_chunk(bank["params"], bank["family_N"], jnp.asarray(t), jnp.asarray(s),
                          jax.random.fold_in(key, i), hl, modes, sizes=bank["sizes"],
-                         n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows))
+                         n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows),
+                         ridges=teacher_ridges(config))
     outs.append(jax.tree.map(lambda x: np.asarray(x)[:m], out))
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
@@ -340,6 +366,7 @@ def run(config, workdir, tables, splits) -> dict:
       n_tasks=n_tasks, n_episodes=int(len(pairs_task)), n_steps=n_steps,
       rollouts=int(config.sim.rollouts),
       kernels=strategies(config)[0].tolist(), modes=strategies(config)[1].tolist(),
+      ridges=[list(r) for r in teacher_ridges(config)],
       bytes=os.path.getsize(path) if os.path.exists(path) else 0,
       teacher_regret_mean=float(out["regret_P"].mean()),
       rollout_regret_mean=float(out["regret_PxN"].mean()),

@@ -98,3 +98,43 @@ def test_too_many_features_is_an_error(setup):
   small = model_lib.make_policy(c.model)
   with pytest.raises(ValueError, match="max_config_features"):
     small(_views(bank, n_turns=0))
+
+
+def test_ridge_recovers_a_quadratic_from_known_rows_only():
+  """The in-context ridge fit: a quadratic in the features, seen only through the known rows,
+  is predicted at every candidate; unknown rows' values (here garbage) are ignored."""
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(1, 60, 3)).astype(np.float32)
+  y = 1.0 + z[..., 0] - 0.5 * z[..., 1] ** 2 + 0.2 * z[..., 2]
+  known = np.arange(60)[None] < 40
+  value = np.where(known, y, 1e3).astype(np.float32)
+  zf = np.where(known, 0.0, 1.0)[..., None].astype(np.float32)
+  pred = model_lib.ridge_predict(jnp.asarray(z), jnp.asarray(zf), jnp.asarray(known),
+                                 jnp.asarray(value), jnp.asarray(~known), lam=1e-3)
+  np.testing.assert_allclose(np.asarray(pred)[0, 40:], y[0, 40:], atol=1e-2)
+  # Fidelity weighting: rows far from the target fidelity count less, so a level they alone
+  # carry is not passed on.
+  value2 = np.where(np.arange(60)[None] < 20, y + 3.0, value).astype(np.float32)
+  zf2 = np.where(np.arange(60)[None] < 20, 3.0, 1.0)[..., None].astype(np.float32)  # target: 1
+  far = model_lib.ridge_predict(jnp.asarray(z), jnp.asarray(zf2), jnp.asarray(known),
+                                jnp.asarray(value2), jnp.asarray(~known), lam=1e-3,
+                                fid_weight=5.0)
+  np.testing.assert_allclose(np.asarray(far)[0, 40:], y[0, 40:], atol=5e-2)
+
+
+def test_policy_with_and_without_ridge_feature(setup):
+  c, bank, _ = setup
+  v = _views(bank, n_turns=1)
+  n_in = {}
+  for ridges in ("", "1:0,1:1"):
+    c = c.copy_and_resolve_references()
+    c.model.ridges = ridges
+    policy = model_lib.make_policy(c.model, seed=0)
+    n_in[ridges] = policy.embed_in.kernel.shape[0]
+    logits, value = policy(v)
+    assert np.isfinite(np.asarray(value)).all()
+    assert np.asarray(model_lib.policy_mask(v))[np.arange(len(logits)),
+                                                 np.asarray(jnp.argmax(logits, -1))].all()
+  assert n_in["1:0,1:1"] == n_in[""] + 4  # per fit: raw and z-scored prediction
+  r = np.asarray(model_lib.ridge_from_view(v, 1.0))
+  assert r.shape == v["known_A"].shape and np.isfinite(r).all() and np.abs(r).max() <= 5.0

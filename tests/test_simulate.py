@@ -68,3 +68,20 @@ def test_train_bank_draws(tiny_setup):
   np.testing.assert_array_equal(ex3[:n], ex1)
   assert (ex3[n:] <= np.tile(ex1, (2, 1))).all() and (ex3[n:] != np.tile(ex1, (2, 1))).any()
   np.testing.assert_array_equal(three["family_N"], np.tile(one["family_N"], 3))
+
+
+def test_teacher_with_ridge_scorer(tmp_path, tiny_setup):
+  """model.ridge_lam > 0 adds the ridge fit to the teacher's scorers: still deterministic, and
+  best-of-N over more scorers is no worse than over the kernels alone."""
+  c, tables, splits = tiny_setup
+  c = c.copy_and_resolve_references()
+  c.model.ridges = ""
+  base = simulate.run(c, str(tmp_path / "k"), tables, splits)
+  assert base["ridges"] == []
+  c.model.ridges = "1:0,1:1"
+  c.sim.rollouts = c.sim.rollouts + 2 * len(simulate.strategies(c)[1])  # room for the ridges
+  a = simulate.run(c, str(tmp_path / "a"), tables, splits)
+  b = simulate.run(c, str(tmp_path / "b"), tables, splits)
+  read = lambda d: open(os.path.join(d, "sim", simulate.RECORDS), "rb").read()
+  assert read(tmp_path / "a") == read(tmp_path / "b") and a["ridges"] == [[1.0, 0.0], [1.0, 1.0]]
+  assert a["teacher_regret_mean"] <= base["teacher_regret_mean"] + 1e-6
