@@ -146,18 +146,34 @@ def ridge_predict(z_BxAxD, zf_BxAxG, known_BxA, value_BxA, target_BxA, lam: floa
   3B) and 0.007 vs 0.043 (hwgpt S -> M) against "the same config's cheap result"; worse on Step
   Law and grpo (0.012 vs 0.007, 0.079 vs 0.056), where the policy can keep to the kernels.
   """
-  f32 = jnp.float32
-  tgt = target_BxA.astype(f32)
+  x_BxAxP, w_BxA = ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight)
+  xtx, xty = ridge_sums(x_BxAxP, w_BxA * known_BxA, jnp.where(known_BxA, value_BxA, 0.0))
+  return ridge_solve(xtx, xty, x_BxAxP, jnp.full(x_BxAxP.shape[:1], lam, jnp.float32))
+
+
+def ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight: float):
+  """(regressors [z, z^2, 1] per candidate, its row weight by nearness in fidelity features to
+  the task's target)."""
+  tgt = target_BxA.astype(jnp.float32)
   n_t = jnp.maximum(tgt.sum(-1, keepdims=True), 1.0)
   zf_t = (zf_BxAxG * tgt[..., None]).sum(1, keepdims=True) / n_t[..., None]
-  w_BxA = known_BxA.astype(f32) * jnp.exp(-fid_weight * jnp.sum((zf_BxAxG - zf_t) ** 2, -1))
-  x_BxAxP = jnp.concatenate([z_BxAxD, z_BxAxD ** 2, jnp.ones_like(z_BxAxD[..., :1])], -1)
+  w_BxA = jnp.exp(-fid_weight * jnp.sum((zf_BxAxG - zf_t) ** 2, -1))
+  return jnp.concatenate([z_BxAxD, z_BxAxD ** 2, jnp.ones_like(z_BxAxD[..., :1])], -1), w_BxA
+
+
+def ridge_sums(x_BxAxP, w_BxA, y_BxA):
+  """The normal equations' sums X'WX, X'Wy (rows with weight 0 drop out): a running fit adds
+  one row at a time (the teacher, simulate.py)."""
+  return (jnp.einsum("bap,ba,baq->bpq", x_BxAxP, w_BxA, x_BxAxP),
+          jnp.einsum("bap,ba->bp", x_BxAxP, w_BxA * y_BxA))
+
+
+def ridge_solve(xtx_BxPxP, xty_BxP, x_BxAxP, lam_B):
+  """Predictions of the ridge fit with penalty lam_B (the intercept almost unpenalized)."""
   P = x_BxAxP.shape[-1]
-  pen = jnp.full((P,), lam, f32).at[-1].set(1e-6)  # the intercept is (almost) not shrunk
-  xtx_BxPxP = jnp.einsum("bap,ba,baq->bpq", x_BxAxP, w_BxA, x_BxAxP) + jnp.diag(pen)
-  xty_BxP = jnp.einsum("bap,ba->bp", x_BxAxP, w_BxA * jnp.where(known_BxA, value_BxA, 0.0))
-  beta_BxP = jnp.linalg.solve(xtx_BxPxP, xty_BxP[..., None])[..., 0]
-  return jnp.clip(jnp.einsum("bap,bp->ba", x_BxAxP, beta_BxP), -5.0, 5.0)
+  pen_BxP = jnp.broadcast_to(lam_B[:, None], (lam_B.shape[0], P)).at[:, -1].set(1e-6)
+  beta = jnp.linalg.solve(xtx_BxPxP + jax.vmap(jnp.diag)(pen_BxP), xty_BxP[..., None])[..., 0]
+  return jnp.clip(jnp.einsum("bap,bp->ba", x_BxAxP, beta), -5.0, 5.0)
 
 
 def _with_z(mu_BxA, tgt_BxA):

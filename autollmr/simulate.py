@@ -261,25 +261,48 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
   kern_E = jnp.minimum(scorer_E, H - 1)
   mode_Ex2 = jnp.tile(mode_Mx2[(r_N // S) % mode_Mx2.shape[0]], (P, 1))
   hl_Ex2 = hl_Hx2[kern_E]
-  E = pair_E.shape[0]
-  pick_ExA = lambda r_RxExA: r_RxExA[which_E, jnp.arange(E)]
-  ridge0_ExA = (pick_ExA(jnp.stack([model_lib.ridge_from_view(view0_P, *r)[pair_E]
-                                    for r in ridges])) if R else None)
+  state = fresh(task_P[pair_E], seed_P[pair_E])
+  if R:  # running ridge fits: the sums at reset, then one row per new target result
+    ex0 = view0_P["exists_A"]
+    known0 = view0_P["known_A"] & ex0
+    z_PxAxD, _ = model_lib.standardize(view0_P["config_features_AxD"], ex0)
+    zf_PxAxG, _ = model_lib.standardize(view0_P["fidelity_features_AxG"], ex0)
+    w_RxPxA, sums = [], []
+    for _, fw in ridges:
+      x_PxAxP, w = model_lib.ridge_design(z_PxAxD, zf_PxAxG, view0_P["is_target_A"] & ex0, fw)
+      w_RxPxA.append(w)
+      sums.append(model_lib.ridge_sums(x_PxAxP, w * known0,
+                                       jnp.where(known0, view0_P["value_A"], 0.0)))
+    w_ExA = jnp.stack(w_RxPxA)[which_E, pair_E]
+    lam_E = jnp.asarray([lam for lam, _ in ridges], jnp.float32)[which_E]
+    ridge_carry = dict(xtx=jnp.stack([a for a, _ in sums])[which_E, pair_E],
+                       xty=jnp.stack([b for _, b in sums])[which_E, pair_E],
+                       seen=known0[pair_E])
+  else:
+    ridge_carry = {}
   prior = dict(m_BxA=prior_P["m_BxHxA"][pair_E, kern_E], s0_BxA=prior_P["s0_BxHxA"][pair_E, kern_E],
                s1_BxA=prior_P["s1_BxHxA"][pair_E, kern_E], z_BxAxD=prior_P["z_BxAxD"][pair_E],
                zf_BxAxG=prior_P["zf_BxAxG"][pair_E],
-               nvar_B1=jnp.maximum(prior_P["nvar_B1"][pair_E], 1.0))
-  state = fresh(task_P[pair_E], seed_P[pair_E])
+               nvar_B1=jnp.maximum(prior_P["nvar_B1"][pair_E], 1.0), **ridge_carry)
 
   def turn(carry, key_t):
     state, done_E, prior = carry
     obs = observe(state)
     prior, mu_ExA = teacher_update(prior, obs, hl_Ex2, mode_Ex2[:, 1] > 0)
     v = agent.view(params, family_N, obs, sizes)
-    if R:
-      now_ExA = pick_ExA(jnp.stack([model_lib.ridge_from_view(v, *r) for r in ridges]))
-      mu_ExA = jnp.where(ridge_E[:, None],
-                         jnp.where(mode_Ex2[:, 1:2] > 0, now_ExA, ridge0_ExA), mu_ExA)
+    if R:  # the adaptive mode adds the last turn's new result; the static one keeps the reset fit
+      slot = jnp.maximum(obs.turn - 1, 0)
+      q_E = jnp.maximum(jnp.take_along_axis(obs.queried_T, slot[:, None], 1)[:, 0], 0)
+      e = jnp.arange(q_E.shape[0])
+      new_E = ((obs.turn >= 1) & (obs.queried_T[e, slot] >= 0) & (mode_Ex2[:, 1] > 0)
+               & ~prior["seen"][e, q_E] & v["known_A"][e, q_E])  # revealed, not seen before
+      xq_ExP = x_PxAxP[pair_E, q_E]
+      a_E = new_E * w_ExA[e, q_E]
+      prior = dict(prior, seen=prior["seen"].at[e, q_E].max(new_E),
+                   xtx=prior["xtx"] + a_E[:, None, None] * xq_ExP[:, :, None] * xq_ExP[:, None],
+                   xty=prior["xty"] + (a_E * obs.norm_T[e, slot])[:, None] * xq_ExP)
+      mu_ExA = jnp.where(ridge_E[:, None], model_lib.ridge_solve(
+          prior["xtx"], prior["xty"], x_PxAxP[pair_E], lam_E), mu_ExA)
     action_E = teacher_action(v, mu_ExA, key_t, mode_Ex2[:, 0])
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
