@@ -61,8 +61,8 @@ def base() -> ml_collections.ConfigDict:
   # (lam:fid_weight) in-context quadratic ridge fits, each one more input feature and one more
   # teacher scorer (model.ridge_predict): lam the penalty, fid_weight > 0 down-weights results far
   # in fidelity from the target; "" = none. Chosen on validation sub-studies (README "Model
-  # selection"), seeds 0 / 1, K = 1: 0.0400 / 0.0438 vs 0.0409 / 0.0466 without; K = 5: 0.0058 /
-  # 0.0097 vs 0.0085 / 0.0096.
+  # selection"), mean of seeds 0-2, K = 1: 0.0643 vs 0.0818 without; K = 5: 0.0083 vs 0.0116
+  # (a second fit, "1:0,1:1", was worse in both seeds tried).
   c.model.ridges = "1:0"
   c.model.global_to_candidates = False  # candidates also attend to the global token
   c.model.raw_features = False  # absolute config features in the token; off: only relative
