@@ -1,11 +1,10 @@
 """The policy: a small transformer over candidate tokens with a pointer head (flax NNX).
 
 Each candidate (config, fidelity) of the expanded observation is a token: fidelity features
-(padded to G_max), is_target, known, value (0 when unknown), log cost, and per-kernel
-kernel-regression predictions of its value from the known results (`kernel_features`), and
-per model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction
-(`ridge_features`). Config
-features (zero-padded to D_max; more is an error) are standardized per task over the task's
+(padded to G_max), is_target, known, value (0 when unknown), log cost, per-kernel
+kernel-regression predictions of its value from the known results (`kernel_features`) and per
+model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction (`ridge_features`).
+Config features (zero-padded to D_max; more is an error) are standardized per task over the task's
 existing candidates, so tables on different scales look alike; by default they enter only through
 relative geometry (distances to known results), not as absolute token inputs
 (model.raw_features), because absolute positions do not carry over to a shifted or unseen config
@@ -183,15 +182,6 @@ def _with_z(mu_BxA, tgt_BxA):
   m = (mu_BxA * tgt).sum(-1, keepdims=True) / n_t
   sd = jnp.sqrt((((mu_BxA - m) * tgt) ** 2).sum(-1, keepdims=True) / n_t)
   return [mu_BxA, jnp.where(sd > 1e-6, (mu_BxA - m) / jnp.maximum(sd, 1e-6), 0.0)]
-
-
-def ridge_from_view(view, lam: float, fid_weight: float = 0.0):
-  """`ridge_predict` straight from a view (the teacher's scorer; no attention geometry)."""
-  exists = view["exists_A"]
-  z_BxAxD, _ = standardize(view["config_features_AxD"], exists)
-  zf_BxAxG, _ = standardize(view["fidelity_features_AxG"], exists)
-  return ridge_predict(z_BxAxD, zf_BxAxG, view["known_A"] & exists, view["value_A"],
-                       view["is_target_A"] & exists, lam, fid_weight)
 
 
 def ridge_features(g, view, lam: float, fid_weight: float):

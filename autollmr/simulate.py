@@ -4,9 +4,9 @@ Teacher (why this one): best-of-N rejection sampling over a stochastic transfer 
 researcher could run from the observations alone. Each candidate's outcome is predicted by kernel
 regression over the known results: weights softmax_j(-|z_i - z_j|^2 / h - lam |g_i - g_j|^2), z
 standardized config features, g standardized fidelity features, so the same or nearest config at
-the nearest fidelity dominates (and the policy's in-context quadratic ridge fits, model.ridges,
-global smooth surrogates, as more scorers). Modes: "adaptive" also adds each target result as it comes (it
-searches near what worked), "static" ranks by the cheap results only (a plan fixed up front that
+the nearest fidelity dominates; the policy's in-context quadratic ridge fits (model.ridges, global
+smooth surrogates) are more scorers. Modes: "adaptive" also adds each target result as it comes
+(it searches near what worked), "static" ranks by the cheap results only (a plan fixed up front that
 spreads its queries, like top-k transfer). Actions are drawn from softmax(prediction / tau) over
 the unqueried affordable target candidates; the N rollouts of one (task, seed) cycle through the
 grid of kernels (h, lam) x modes (tau, adaptive?). Per (task, seed) the rollout with the best
@@ -240,9 +240,10 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
                    ridges=()):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
-  ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_from_view`) as
-  scorers beside the H kernels (rollout r uses scorer r % (H + R)); their adaptive mode refits on
-  each turn's view, their static mode keeps the fit at reset.
+  ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_predict`) as
+  scorers beside the H kernels (rollout r uses scorer r % (H + R)); their adaptive mode adds each
+  new target result to running sums (`model.ridge_sums`, the same fit as refitting on the turn's
+  view), their static mode keeps the fit at reset.
 
   Out: per pair the kept trajectory (P x T: Obs fields, action, active), its final regret and
   cost, and every rollout's final regret (P x N).

@@ -136,5 +136,6 @@ def test_policy_with_and_without_ridge_feature(setup):
     assert np.asarray(model_lib.policy_mask(v))[np.arange(len(logits)),
                                                  np.asarray(jnp.argmax(logits, -1))].all()
   assert n_in["1:0,1:1"] == n_in[""] + 4  # per fit: raw and z-scored prediction
-  r = np.asarray(model_lib.ridge_from_view(v, 1.0))
-  assert r.shape == v["known_A"].shape and np.isfinite(r).all() and np.abs(r).max() <= 5.0
+  r = np.asarray(model_lib.ridge_features(model_lib.geometry(v, c.model.max_keys), v, 1.0, 0.0))
+  assert r.shape == v["known_A"].shape + (2,) and np.isfinite(r).all()
+  assert np.abs(r[..., 0]).max() <= 5.0  # the raw prediction stays in the outcomes' range
