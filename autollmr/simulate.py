@@ -266,11 +266,10 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
   if R:  # running ridge fits: the sums at reset, then one row per new target result
     ex0 = view0_P["exists_A"]
     known0 = view0_P["known_A"] & ex0
-    z_PxAxD, _ = model_lib.standardize(view0_P["config_features_AxD"], ex0)
-    zf_PxAxG, _ = model_lib.standardize(view0_P["fidelity_features_AxG"], ex0)
     w_RxPxA, sums = [], []
-    for _, fw in ridges:
-      x_PxAxP, w = model_lib.ridge_design(z_PxAxD, zf_PxAxG, view0_P["is_target_A"] & ex0, fw)
+    for _, fw in ridges:  # the regressors are the same for every fit, the row weights are not
+      x_PxAxP, w = model_lib.ridge_design(prior_P["z_BxAxD"], prior_P["zf_BxAxG"],
+                                          view0_P["is_target_A"] & ex0, fw)
       w_RxPxA.append(w)
       sums.append(model_lib.ridge_sums(x_PxAxP, w * known0,
                                        jnp.where(known0, view0_P["value_A"], 0.0)))

@@ -71,7 +71,7 @@ def test_train_bank_draws(tiny_setup):
 
 
 def test_teacher_with_ridge_scorer(tmp_path, tiny_setup):
-  """model.ridge_lam > 0 adds the ridge fit to the teacher's scorers: still deterministic, and
+  """model.ridges adds the ridge fits to the teacher's scorers: still deterministic, and
   best-of-N over more scorers is no worse than over the kernels alone."""
   c, tables, splits = tiny_setup
   c = c.copy_and_resolve_references()
