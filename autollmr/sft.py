@@ -134,14 +134,22 @@ def _manager(workdir, every: int):
       options=ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=every, create=True))
 
 
-def val_regret(config, model, val, by_table: dict | None = None) -> float | None:
+def val_regret(config, model, val, by_table: dict | None = None,
+               per_task: dict | None = None) -> float | None:
   """Mean greedy regret on the val tasks (eval-sized candidate sets); None without val tasks.
   `by_table`, if given, receives the mean per table (model selection reads both) and, where the
-  bank has sub-study draws (simulate.val_bank), their mean under "sub_studies"."""
+  bank has sub-study draws (simulate.val_bank), their mean under "sub_studies". `per_task`, if
+  given, receives each val task's regret (mean over its seeds) under "tasks" and each draw's
+  under "sub" (for paired comparisons of two policies, rl.select_z)."""
   if val is None or int(config.sft.val_seeds) <= 0:
     return None
-  if by_table is not None and "sub" in val:
-    by_table["sub_studies"] = val_regret(config, model, val["sub"])
+  if "sub" in val and (by_table is not None or per_task is not None):
+    sub = {} if per_task is not None else None
+    v_sub = val_regret(config, model, val["sub"], None, sub)
+    if by_table is not None:
+      by_table["sub_studies"] = v_sub
+    if per_task is not None:
+      per_task["sub"] = sub["tasks"]
   n = len(val["tasks"])
   seeds = np.arange(int(config.sft.val_seeds))
   graphdef, state = nnx.split(model)
@@ -149,6 +157,8 @@ def val_regret(config, model, val, by_table: dict | None = None) -> float | None
   out = agent.play(model, val["params"], val["sizes"], np.repeat(np.arange(n), len(seeds)),
                    np.tile(seeds, n), val["family_N"])
   regret_E = np.asarray(out["regret"])
+  if per_task is not None:
+    per_task["tasks"] = regret_E.reshape(n, len(seeds)).mean(1)
   if by_table is not None:
     table_E = np.repeat([t.table for t in val["tasks"]], len(seeds))
     by_table.update({k: float(regret_E[table_E == k].mean()) for k in sorted(set(table_E))})

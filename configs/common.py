@@ -112,8 +112,14 @@ def base() -> ml_collections.ConfigDict:
   c.rl.clip_eps = 0.2
   c.rl.kl_coef = 0.02  # KL(policy || reference) per turn, full categorical over candidates
   c.rl.entropy_coef = 0.003
+  # The acting policy during RL is softmax(logits / temperature) (PPO ratio, KL and entropy on the
+  # same tempered distributions); evaluation is greedy, so < 1 keeps rollouts near what is scored.
+  c.rl.temperature = 1.0
   c.rl.shaping = 0.0  # dense shaping: coef x drop in best-so-far regret per turn
   c.rl.turn_level = False  # per-turn advantages from returns-to-go instead of per episode
+  # Advantage baseline: "group" (the group's mean return) or "greedy" (ReMax: one episode per
+  # group acts greedily, as evaluation does, and the others are scored against its return).
+  c.rl.baseline = "group"
   c.rl.adv_std = False  # divide group-centred returns by the group's std (GRPO); False: Dr. GRPO
   # Task randomization (env.sub_studies): each sampled task becomes a random sub-study, configs and
   # visible fidelities dropped with these probabilities, so the optimum moves between draws.
@@ -125,6 +131,9 @@ def base() -> ml_collections.ConfigDict:
   # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
   # stopping on validation; README: RL lowers training regret but not val regret yet).
   c.rl.select_on_val = True
+  # ... and a checkpoint replaces the starting policy only if its val_select gain over it exceeds
+  # this many paired standard errors (rl.paired_gain; 0: any lower val_select wins).
+  c.rl.select_z = 2.0
   c.rl.log_every = 5
 
   # Devices (sharding.py): a (data, model) mesh; data=-1 = every device that `model` leaves.

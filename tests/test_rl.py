@@ -32,6 +32,50 @@ def test_group_advantages_are_normalized_per_group():
   np.testing.assert_allclose(adv_d[0], [0.5, -0.5, 0.2, -0.2], atol=1e-6)
 
 
+def test_greedy_baseline_scores_samples_against_the_greedy_episode():
+  reward_TxB = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.5, 0.7, 0.2, 0.1]])
+  adv = np.asarray(rl.advantages(reward_TxB, jnp.ones((2, 4), bool), 2, False, scale=False,
+                                 greedy_baseline=True))
+  np.testing.assert_allclose(adv[1], [0.0, 0.2, 0.0, -0.1], atol=1e-6)
+
+
+def test_rollout_temperature_and_greedy_episodes(tiny_setup):
+  """Greedy episodes take the argmax; a near-zero temperature samples the argmax too; the
+  stored reference logits are divided by the temperature like the policy's."""
+  from autollmr import model as model_lib
+  from autollmr import simulate
+  c, tables, splits = tiny_setup
+  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+                             c.sim.max_target_configs)
+  policy = model_lib.make_policy(c.model, seed=0)
+  B = 6
+  task_B = jnp.arange(B, dtype=jnp.int32) % len(bank["tasks"])
+  seed_B = jnp.arange(B, dtype=jnp.uint32)
+  max_keys = int(c.sim.max_cheap_rows) + bank["sizes"].max_turns
+  run = lambda temp, greedy, key: rl.rollout(
+      policy, policy, bank["params"], bank["family_N"][task_B], task_B, seed_B,
+      jax.random.key(key), bank["sizes"], max_keys, 0.0, None, temp, greedy)
+  greedy, _ = run(1.0, jnp.ones(B, bool), 0)
+  cold, _ = run(1e-4, jnp.zeros(B, bool), 1)
+  hot, _ = run(1.0, jnp.zeros(B, bool), 2)
+  act = lambda t: np.where(np.asarray(t["active"]), np.asarray(t["action"]), -1)
+  np.testing.assert_array_equal(act(greedy), act(cold))
+  assert (act(greedy) != act(hot)).any()  # an untrained policy samples widely at temperature 1
+  half, _ = run(0.5, jnp.ones(B, bool), 0)
+  np.testing.assert_allclose(np.asarray(half["ref_logits"]), 2 * np.asarray(greedy["ref_logits"]),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_paired_gain_weighs_tasks_and_draws_like_val_select():
+  start = dict(tasks=np.array([0.1, 0.2, 0.3]), sub=np.array([0.0, 0.4]))
+  same = rl.paired_gain(start, start)
+  assert same == (0.0, 0.0)
+  new = dict(tasks=np.array([0.0, 0.1, 0.2]), sub=np.array([0.2, 0.2]))  # tasks -0.1 each
+  gain, se = rl.paired_gain(new, start)
+  assert np.isclose(gain, 0.5 * -0.1 + 0.5 * 0.0)  # the draws: +0.2 and -0.2 cancel
+  assert np.isclose(se, 0.5 * np.sqrt(np.var([0.2, -0.2], ddof=1) / 2))
+
+
 def test_curriculum_ramps_in_low_rho_tasks():
   c = rl_config.get_config()
   tasks = [Task("t", "b", ("a",), rho=1.0), Task("t", "b", ("a",), rho=0.0)]
@@ -92,10 +136,14 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert os.listdir(tmp_path / "rl" / "tb")
   assert rl.done(c, str(tmp_path))
   # Early stopping on validation: the evaluated policy is the best val checkpoint, the starting
-  # (distilled) policy included as step 0.
+  # (distilled) policy included as step 0, among those whose paired gain over it is significant
+  # (rl.select_z standard errors).
   best = json.loads((tmp_path / "rl" / "best.json").read_text())
-  logged = [m["val_select"] for m in metrics if m.get("val_select") is not None]
-  assert logged and best["val_select"] <= min(logged) + 1e-9
+  logged = [m for m in metrics if m.get("val_select") is not None]
+  assert logged[0]["step"] == 0 and all("val_gain_se" in m for m in logged[1:])
+  eligible = [m["val_select"] for m in logged
+              if m["step"] == 0 or m["val_gain"] < -c.rl.select_z * m["val_gain_se"]]
+  assert np.isclose(best["val_select"], min(eligible))
   picked = rl.load_policy(c, str(tmp_path))
   ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
