@@ -196,6 +196,45 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
   return updates
 
 
+def task_priorities(model, bank, max_keys: int, rc, key, batch: int = 64) -> np.ndarray:
+  """Per training task: the spread (std) of the returns of G sampled episodes of `model` on it.
+  Why: a group whose G returns are all equal has advantage 0 and teaches nothing; with
+  `rl.priority` > 0 updates draw such tasks less often (prioritized level replay, Jiang et al.
+  2021, computed once from the starting policy)."""
+  sizes, G = bank["sizes"], int(rc.group_size)
+  n = len(bank["tasks"])
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def returns(state, params, family_N, task_B, seed_B, k):
+    m = nnx.merge(graphdef, state)
+    traj, _ = rollout(m, m, params, family_N[task_B], task_B, seed_B, k, sizes, max_keys, 0.0,
+                      None, float(rc.temperature))
+    return traj["reward"].sum(0)
+
+  play = lambda task_B, seed_B, k: returns(state, bank["params"], bank["family_N"], task_B,
+                                           seed_B, k)
+  out = np.zeros(n, np.float32)
+  for i in range(0, n, batch):  # fixed-shape chunks (the last padded by wrapping)
+    task_M = np.arange(i, i + batch) % n
+    task_B = jnp.asarray(np.repeat(task_M, G), jnp.int32)
+    seed_B = jnp.asarray(np.arange(len(task_B)) + i * G, jnp.uint32)
+    ret_MxG = np.asarray(play(task_B, seed_B, jax.random.fold_in(key, i))).reshape(-1, G)
+    m = min(batch, n - i)
+    out[i:i + m] = ret_MxG[:m].std(1)
+  return out
+
+
+def mix_priorities(weights_N: np.ndarray, spread_N: np.ndarray, p: float) -> np.ndarray:
+  """(1 - p) x the curriculum weights + p x the same reweighted by each task's return spread."""
+  if p <= 0:
+    return weights_N
+  q = weights_N * (spread_N + 1e-4)
+  q = q / q.sum() if q.sum() > 0 else weights_N
+  w = (1.0 - p) * weights_N + p * q
+  return (w / w.sum()).astype(np.float32)
+
+
 def curriculum_weights(tasks, progress: float, rc) -> np.ndarray:
   """Sampling weights over training tasks: rho = 1 tasks first; lower-rho tasks ramp in linearly
   to `rl.low_rho_weight` (their share) over the first `rl.curriculum_frac` of training."""
@@ -289,10 +328,22 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
         np.savez(start_path, **per_task)
       best = _write_best(workdir, 0, row["val_select"], None)
   start = dict(np.load(start_path)) if os.path.exists(start_path) else None
+  spread = None
+  if float(rc.priority) > 0:
+    if not float(rc.priority) <= 1:
+      raise ValueError(f"--config.rl.priority must be in [0, 1], got {rc.priority}")
+    t0 = time.time()
+    spread = task_priorities(nnx.merge(ref_graphdef, ref_state), bank, max_keys, rc,
+                             jax.random.key(int(config.seed) + 2))
+    print(f"[rl] task priorities in {time.time() - t0:.0f}s: return spread > 0 on "
+          f"{(spread > 1e-6).mean():.0%} of {len(spread)} tasks")
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
-    weights = jnp.asarray(curriculum_weights(bank["tasks"], step / total, rc))
+    weights = curriculum_weights(bank["tasks"], step / total, rc)
+    if spread is not None:
+      weights = mix_priorities(weights, spread, float(rc.priority))
+    weights = jnp.asarray(weights)
     t0 = time.time()
     state, m = update(state, ref_state, env_params, family_N, weights,
                       jax.random.fold_in(key, step))

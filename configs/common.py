@@ -127,6 +127,9 @@ def base() -> ml_collections.ConfigDict:
   c.rl.drop_fidelities = 0.3
   c.rl.low_rho_weight = 0.3  # curriculum: final share of rho < 1 training tasks
   c.rl.curriculum_frac = 0.5  # ... reached linearly over this fraction of the updates
+  # Share of task draws reweighted by the starting policy's return spread per task (rl.py
+  # task_priorities: groups with equal returns teach nothing); 0 = the curriculum alone.
+  c.rl.priority = 0.0
   c.rl.checkpoint_every = 20
   # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
   # stopping on validation; README: RL lowers training regret but not val regret yet).

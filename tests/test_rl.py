@@ -76,6 +76,23 @@ def test_paired_gain_weighs_tasks_and_draws_like_val_select():
   assert np.isclose(se, 0.5 * np.sqrt(np.var([0.2, -0.2], ddof=1) / 2))
 
 
+def test_task_priorities_favour_tasks_whose_returns_differ(tiny_setup):
+  from autollmr import model as model_lib
+  from autollmr import simulate
+  c, tables, splits = tiny_setup
+  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+                             c.sim.max_target_configs)
+  policy = model_lib.make_policy(c.model, seed=0)
+  max_keys = int(c.sim.max_cheap_rows) + bank["sizes"].max_turns
+  c.rl.group_size = 4
+  spread = rl.task_priorities(policy, bank, max_keys, c.rl, jax.random.key(0), batch=3)
+  assert spread.shape == (len(bank["tasks"]),) and (spread >= 0).all() and (spread > 0).any()
+  w = np.full(len(spread), 1.0 / len(spread), np.float32)
+  np.testing.assert_array_equal(rl.mix_priorities(w, spread, 0.0), w)
+  mixed = rl.mix_priorities(w, spread, 1.0)
+  assert np.isclose(mixed.sum(), 1) and mixed[spread.argmax()] > mixed[spread.argmin()]
+
+
 def test_curriculum_ramps_in_low_rho_tasks():
   c = rl_config.get_config()
   tasks = [Task("t", "b", ("a",), rho=1.0), Task("t", "b", ("a",), rho=0.0)]
