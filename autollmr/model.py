@@ -334,16 +334,46 @@ class Policy(nnx.Module):
     return logits_BxA, value_B
 
 
-def make_policy(mcfg, seed: int = 0) -> Policy:
-  """The policy from config.model; sharding names are recorded, not applied (no mesh here)."""
+class Ensemble(nnx.Module):
+  """`model.members` policies acting as one: their log-probabilities and values averaged.
+
+  Why: distilled policies of different training seeds fail on different held-out tasks (README
+  "Model selection": on validation one seed's admire pick is 0.045, another's 0.16); averaging
+  their log-probabilities keeps the picks they agree on. SFT trains each member on its own
+  cross-entropy (sft.py); RL and evaluation see only the averaged policy.
+  """
+
+  def __init__(self, members):
+    self.members = nnx.List(members)
+    m = members[0]  # the same input sizes as every member (callers read them off the policy)
+    self.d_max, self.g_max, self.max_keys = m.d_max, m.g_max, m.max_keys
+
+  def member_outputs(self, view, max_keys: int | None = None):
+    return [m(view, max_keys) for m in self.members]
+
+  def __call__(self, view, max_keys: int | None = None):
+    outs = self.member_outputs(view, max_keys)
+    logp_BxA = sum(jax.nn.log_softmax(logits) for logits, _ in outs) / len(outs)
+    logp_BxA = jnp.where(policy_mask(view), logp_BxA, NEG)
+    return logp_BxA, sum(value for _, value in outs) / len(outs)
+
+
+def make_policy(mcfg, seed: int = 0) -> Policy | Ensemble:
+  """The policy from config.model (an Ensemble when model.members > 1; member i is initialized
+  from seed + 7919 i, so member 0 is the single policy of that seed); sharding names are recorded,
+  not applied (no mesh here)."""
+  members = int(mcfg.get("members", 1))
+  if members < 1:
+    raise ValueError(f"--config.model.members must be >= 1, got {members}")
   with nnx.use_eager_sharding(False):
-    return Policy(max_config_features=mcfg.max_config_features,
-                  max_fidelity_features=mcfg.max_fidelity_features, width=mcfg.width,
-                  heads=mcfg.heads, layers=mcfg.layers, mlp=mcfg.mlp, max_keys=mcfg.max_keys,
-                  kernels=_pairs(mcfg.kernels), raw_features=mcfg.raw_features,
-                  global_to_candidates=mcfg.get("global_to_candidates", False),
-                  ridges=_pairs(mcfg.get("ridges", "")),
-                  rngs=nnx.Rngs(seed))
+    policies = [Policy(max_config_features=mcfg.max_config_features,
+                       max_fidelity_features=mcfg.max_fidelity_features, width=mcfg.width,
+                       heads=mcfg.heads, layers=mcfg.layers, mlp=mcfg.mlp, max_keys=mcfg.max_keys,
+                       kernels=_pairs(mcfg.kernels), raw_features=mcfg.raw_features,
+                       global_to_candidates=mcfg.get("global_to_candidates", False),
+                       ridges=_pairs(mcfg.get("ridges", "")),
+                       rngs=nnx.Rngs(seed + 7919 * i)) for i in range(members)]
+    return policies[0] if members == 1 else Ensemble(policies)
 
 
 def _pairs(s: str):

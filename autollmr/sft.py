@@ -89,13 +89,18 @@ def make_train_step(graphdef, state, sizes, max_keys: int, value_coef: float, me
 
 def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh):
   def loss_fn(model, v, action_B, return_B):
-    logits_BxA, value_B = model(v, max_keys)
-    logp_BxA = jax.nn.log_softmax(logits_BxA)
-    ce = -jnp.take_along_axis(logp_BxA, action_B[:, None], axis=1)[:, 0]
-    v_loss = (value_B - return_B) ** 2
-    acc = (jnp.argmax(logits_BxA, -1) == action_B).astype(jnp.float32)
-    return ce.mean() + value_coef * v_loss.mean(), dict(ce=ce.mean(), v_loss=v_loss.mean(),
-                                                        acc=acc.mean())
+    # an Ensemble's members each fit the teacher on their own (averaging their losses), so they
+    # stay separate policies rather than one product distribution
+    outs = (model.member_outputs(v, max_keys) if isinstance(model, model_lib.Ensemble)
+            else [model(v, max_keys)])
+    ce, v_loss, logp_BxA = 0.0, 0.0, 0.0
+    for logits_BxA, value_B in outs:
+      lp = jax.nn.log_softmax(logits_BxA)
+      ce += -jnp.take_along_axis(lp, action_B[:, None], axis=1)[:, 0].mean() / len(outs)
+      v_loss += ((value_B - return_B) ** 2).mean() / len(outs)
+      logp_BxA += lp / len(outs)
+    acc = (jnp.argmax(logp_BxA, -1) == action_B).astype(jnp.float32)
+    return ce + value_coef * v_loss, dict(ce=ce, v_loss=v_loss, acc=acc.mean())
 
   rep = sharding.replicated(mesh)
 

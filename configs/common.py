@@ -64,6 +64,7 @@ def base() -> ml_collections.ConfigDict:
   # selection"), mean of seeds 0-2, K = 1: 0.0643 vs 0.0818 without; K = 5: 0.0083 vs 0.0116
   # (a second fit, "1:0,1:1", was worse in both seeds tried).
   c.model.ridges = "1:0"
+  c.model.members = 1  # > 1: an ensemble of policies, log-probs averaged (model.Ensemble)
   c.model.global_to_candidates = False  # candidates also attend to the global token
   c.model.raw_features = False  # absolute config features in the token; off: only relative
   # geometry (distances, kernel predictions), which carries over to shifted config spaces

@@ -139,3 +139,26 @@ def test_policy_with_and_without_ridge_feature(setup):
   r = np.asarray(model_lib.ridge_features(model_lib.geometry(v, c.model.max_keys), v, 1.0, 0.0))
   assert r.shape == v["known_A"].shape + (2,) and np.isfinite(r).all()
   assert np.abs(r[..., 0]).max() <= 5.0  # the raw prediction stays in the outcomes' range
+
+
+def test_ensemble_averages_its_members_log_probs(setup):
+  c, bank, _ = setup
+  v = _views(bank, n_turns=1)
+  c = c.copy_and_resolve_references()
+  c.model.members = 2
+  ens = model_lib.make_policy(c.model, seed=3)
+  assert isinstance(ens, model_lib.Ensemble) and len(ens.members) == 2
+  c.model.members = 1
+  single = model_lib.make_policy(c.model, seed=3)  # member 0 is the single policy of the seed
+  (l0, v0), (l1, v1) = ens.member_outputs(v)
+  np.testing.assert_allclose(np.asarray(l0), np.asarray(single(v)[0]), rtol=1e-5, atol=1e-5)
+  assert not np.allclose(np.asarray(l0), np.asarray(l1))  # members start apart
+  logp, value = ens(v)
+  mask = np.asarray(model_lib.policy_mask(v))
+  want = 0.5 * (jax.nn.log_softmax(l0) + jax.nn.log_softmax(l1))
+  np.testing.assert_allclose(np.asarray(logp)[mask], np.asarray(want)[mask], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(value), 0.5 * np.asarray(v0 + v1), rtol=1e-5, atol=1e-6)
+  assert (np.asarray(logp)[~mask] <= model_lib.NEG / 2).all()
+  with pytest.raises(ValueError, match="members"):
+    c.model.members = 0
+    model_lib.make_policy(c.model)
