@@ -52,3 +52,25 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
   assert os.path.exists(os.path.join(workdir, "sft", "metrics.jsonl"))
   assert os.listdir(os.path.join(workdir, "sft", "tb"))
   pipeline.run(c, workdir)  # a second run skips every stage
+
+
+def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
+  """model.members = 2: SFT moves both members (each on its own loss, so they stay apart) and the
+  checkpoint reloads as the same ensemble."""
+  from autollmr import model as model_lib
+  c, tables, splits = tiny_setup
+  c = c.copy_and_resolve_references()
+  c.model.members = 2
+  c.sft.steps, c.sft.checkpoint_every, c.sft.val_seeds = 3, 3, 0
+  workdir = str(tmp_path / "ens")
+  simulate.run(c, workdir, tables, splits)
+  out = sft.train(c, workdir, tables, splits)
+  init = _params(model_lib.make_policy(c.model, seed=int(c.seed)))
+  trained = _params(out["model"])
+  m0, m1 = trained["members"][0], trained["members"][1]
+  moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a),
+                                                                  jax.tree.leaves(b)))
+  assert moved(m0, init["members"][0]) and moved(m1, init["members"][1]) and moved(m0, m1)
+  loaded = sft.load_policy(c, workdir)
+  assert isinstance(loaded, model_lib.Ensemble)
+  jax.tree.map(np.testing.assert_array_equal, _params(loaded), trained)
