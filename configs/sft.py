@@ -6,8 +6,9 @@
 Stages curate,simulate,sft,eval; each is skipped when its output exists in DIR, so a killed run
 resumes (sft from its last checkpoint). Teacher trajectories come from the train tasks only, model
 selection reads the val tasks, and the eval stage adds the "sft_agent" rows to the leaderboard.
-Runtime on the 2-core CPU (others' jobs running, load ~4-5): 6m41s end to end (simulate 31 s,
-sft 800 steps 194 s, eval 171 s of which the agent 61 s); the tiny variant ~50 s.
+Runtime on the 2-core CPU with one policy (model.members=1; others' jobs running, load ~4-5):
+6m41s end to end (simulate 31 s, sft 800 steps 194 s, eval 171 s of which the agent 61 s); three
+members (the default) train in 205 s alone; the tiny variant (one policy) ~50 s.
 """
 from configs import common
 
