@@ -333,6 +333,10 @@ class Policy(nnx.Module):
     value_B = self.value_out(jax.nn.gelu(self.value_hidden(h_BxNxW[:, 0])))[:, 0]
     return logits_BxA, value_B
 
+  def member_outputs(self, view, max_keys: int | None = None):
+    """[(logits, value)]: one member (the Ensemble's has one per member; sft.py trains each)."""
+    return [self(view, max_keys)]
+
 
 class Ensemble(nnx.Module):
   """`model.members` policies acting as one: their log-probabilities and values averaged.

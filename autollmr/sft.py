@@ -91,8 +91,7 @@ def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh):
   def loss_fn(model, v, action_B, return_B):
     # an Ensemble's members each fit the teacher on their own (averaging their losses), so they
     # stay separate policies rather than one product distribution
-    outs = (model.member_outputs(v, max_keys) if isinstance(model, model_lib.Ensemble)
-            else [model(v, max_keys)])
+    outs = model.member_outputs(v, max_keys)
     ce, v_loss, logp_BxA = 0.0, 0.0, 0.0
     for logits_BxA, value_B in outs:
       lp = jax.nn.log_softmax(logits_BxA)
