@@ -72,24 +72,39 @@ def _compiled(args, sizes, greedy):
 
 
 def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
-         key=None) -> dict:
+         key=None, max_batch: int = 512) -> dict:
   """Per-episode arrays (numpy, leading axis = episode) of the policy on (task, seed) pairs.
 
   Keys: regret, percentile, cost_spent, n_invalid, n_repeat, n_turns, decision_ms (wall time of
   the compiled rollout over all its decisions; the same for every episode of the call),
   anytime_regret (E x T, regret after each target query, NaN-padded), n_target, actions (E x T,
   -1 after the end). `seeds` are the reveal seeds, as the peers' `ReferenceEnv.reset(task, seed)`.
+  More than `max_batch` episodes are played in equal chunks (the last padded with copies of its
+  final episode, one compilation for all): memory is O(max_batch), not O(E) (a 1,000-task val
+  bank with ridge fits asked for 41 GB in one batch). Chunk c samples with fold_in(key, c).
   """
-  task_B = jnp.asarray(task_indices, jnp.int32)
-  seed_B = jnp.asarray(np.asarray(seeds, np.int64).astype(np.uint32))
+  task_E = np.asarray(task_indices, np.int32)
+  seed_E = np.asarray(seeds, np.int64).astype(np.uint32)
   if family_N is None:
     family_N = jnp.full(params.target_N.shape, model_lib.family_id("other"), jnp.int32)
   key = jax.random.key(0) if key is None else key
-  args = (model, params, jnp.asarray(family_N, jnp.int32), task_B, seed_B, key)
-  compiled = _compiled(args, sizes, greedy)
-  t0 = time.perf_counter()
-  final, out = jax.block_until_ready(compiled(*args))
-  wall_ms = 1e3 * (time.perf_counter() - t0)
+  E = len(task_E)
+  n_chunks = max(1, -(-E // max_batch))
+  B = -(-E // n_chunks)  # equal chunks: at most n_chunks - 1 padded episodes
+  finals, outs, wall_ms = [], [], 0.0
+  for c in range(n_chunks):
+    idx = np.minimum(np.arange(c * B, (c + 1) * B), E - 1)
+    args = (model, params, jnp.asarray(family_N, jnp.int32), jnp.asarray(task_E[idx]),
+            jnp.asarray(seed_E[idx]), key if n_chunks == 1 else jax.random.fold_in(key, c))
+    compiled = _compiled(args, sizes, greedy)
+    t0 = time.perf_counter()
+    final, out = jax.block_until_ready(compiled(*args))
+    wall_ms += 1e3 * (time.perf_counter() - t0)
+    finals.append(final)
+    outs.append(out)
+  if n_chunks > 1:  # episodes are axis 0 of `final`, axis 1 of the per-turn outputs
+    final = jax.tree.map(lambda *x: np.concatenate(x)[:E], *finals)
+    out = jax.tree.map(lambda *x: np.concatenate(x, 1)[:, :E], *outs)
   return summarize_play(final, out, wall_ms)
 
 

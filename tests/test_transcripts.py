@@ -108,3 +108,21 @@ def test_command_line_renders_any_test_episode(tmp_path, capsys):
   md = capsys.readouterr().out
   assert md.startswith("# trend on grpo: target Qwen2.5-32B, budget K=1") and "regret" in md
   assert transcripts.main(["--workdir", str(tmp_path / "nope"), "--table", "grpo"]) == 2
+
+
+def test_play_in_chunks_is_the_same_as_one_batch():
+  """agent.play's max_batch bounds memory only: greedy episodes in padded chunks of 3 give the
+  one-batch arrays (regret, actions, anytime regret)."""
+  table, test, cfg, params, sizes = _setup(budgets=(1, 2, 3))
+  model = model_lib.make_policy(cfg.model, seed=1)
+  task_E = np.repeat(np.arange(len(test)), 3)
+  seed_E = np.tile(np.arange(3), len(test))
+  one = agent.play(model, params, sizes, task_E, seed_E)
+  chunked = agent.play(model, params, sizes, task_E, seed_E, max_batch=3)
+  assert len(task_E) > 4  # several chunks of 3 (and of 4 below)
+  for k in ("regret", "actions", "n_turns", "cost_spent"):
+    np.testing.assert_array_equal(one[k], chunked[k], err_msg=k)
+  np.testing.assert_array_equal(np.isnan(one["anytime_regret"]),
+                                np.isnan(chunked["anytime_regret"]))
+  odd = agent.play(model, params, sizes, task_E[:-1], seed_E[:-1], max_batch=4)  # padded chunk
+  np.testing.assert_array_equal(odd["regret"], one["regret"][:-1])
