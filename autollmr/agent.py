@@ -72,7 +72,7 @@ def _compiled(args, sizes, greedy):
 
 
 def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
-         key=None, max_batch: int = 512) -> dict:
+         key=None, max_batch: int = 256) -> dict:
   """Per-episode arrays (numpy, leading axis = episode) of the policy on (task, seed) pairs.
 
   Keys: regret, percentile, cost_spent, n_invalid, n_repeat, n_turns, decision_ms (wall time of
