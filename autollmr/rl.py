@@ -361,6 +361,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       model, _ = nnx.merge(graphdef, state)
       row, per_task = _validate(config, model, val)
       last.update(row)
+      if per_task and sharding.is_main():  # per-task regrets behind val_select, for audits
+        np.savez(os.path.join(out_dir, f"val_{step}.npz"), **per_task)
       significant = True
       if start is not None and row["val_select"] is not None:
         gain, se = paired_gain(per_task, start)
@@ -395,17 +397,25 @@ def _validate(config, model, val) -> tuple[dict, dict]:
 
 def paired_gain(per_task: dict, start: dict) -> tuple[float, float]:
   """val_select(policy) - val_select(start) and its standard error, pairing each val task (and
-  each sub-study draw) with itself: the two groups weigh 1/2 each, as in val_select. Why: a
-  checkpoint is adopted only if its gain exceeds rl.select_z standard errors (on validation, gains
-  of 2-4% in val_select were noise that did not carry over to held-out sub-studies)."""
+  each sub-study draw) with itself: the two groups weigh 1/2 each, as in val_select. The draws of
+  val task i are entries i, i + n, i + 2n, ... of "sub" (simulate.val_bank); they share a target,
+  so they are one cluster with it: the s.e. is that of the per-task means
+  c_i = 1/2 (task_i diff) + 1/2 (mean diff over its draws), not of n x draws independent pairs
+  (too small when the draws of a task move together). Why the test: a checkpoint is adopted only if its gain exceeds
+  rl.select_z standard errors (on validation, gains of 2-4% in val_select were noise that did not
+  carry over to held-out sub-studies)."""
   groups = [k for k in ("tasks", "sub") if k in per_task and k in start]
+  if not groups:
+    return 0.0, 0.0
   w = 1.0 / len(groups)
-  gain, var = 0.0, 0.0
-  for k in groups:
-    u = np.asarray(per_task[k], np.float64) - np.asarray(start[k], np.float64)
-    gain += w * u.mean()
-    var += w * w * (u.var(ddof=1) / len(u) if len(u) > 1 else 0.0)
-  return float(gain), float(np.sqrt(var))
+  diff = {k: np.asarray(per_task[k], np.float64) - np.asarray(start[k], np.float64)
+          for k in groups}
+  n = len(diff.get("tasks", diff[groups[0]]))
+  if "sub" in diff and len(diff["sub"]) % n:
+    raise ValueError(f"paired_gain: {len(diff['sub'])} sub-study draws for {n} val tasks")
+  c_n = sum(w * (d if k == "tasks" else d.reshape(-1, n).mean(0)) for k, d in diff.items())
+  se = float(c_n.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+  return float(c_n.mean()), se
 
 
 def _read_best(workdir):

@@ -67,13 +67,19 @@ def test_rollout_temperature_and_greedy_episodes(tiny_setup):
 
 
 def test_paired_gain_weighs_tasks_and_draws_like_val_select():
-  start = dict(tasks=np.array([0.1, 0.2, 0.3]), sub=np.array([0.0, 0.4]))
+  start = dict(tasks=np.array([0.1, 0.2, 0.3]), sub=np.array([0.0, 0.4, 0.0, 0.0, 0.2, 0.0]))
   same = rl.paired_gain(start, start)
   assert same == (0.0, 0.0)
-  new = dict(tasks=np.array([0.0, 0.1, 0.2]), sub=np.array([0.2, 0.2]))  # tasks -0.1 each
+  # tasks -0.1 each; draws (task 0, 1, 2, task 0, 1, 2): +0.2 / -0.2 cancel within task 1 only
+  new = dict(tasks=np.array([0.0, 0.1, 0.2]), sub=np.array([0.0, 0.6, 0.0, 0.0, 0.0, 0.3]))
   gain, se = rl.paired_gain(new, start)
-  assert np.isclose(gain, 0.5 * -0.1 + 0.5 * 0.0)  # the draws: +0.2 and -0.2 cancel
-  assert np.isclose(se, 0.5 * np.sqrt(np.var([0.2, -0.2], ddof=1) / 2))
+  u_sub = new["sub"] - start["sub"]
+  assert np.isclose(gain, 0.5 * -0.1 + 0.5 * u_sub.mean())
+  c = 0.5 * -0.1 + 0.5 * u_sub.reshape(2, 3).mean(0)  # one cluster per val task
+  assert np.isclose(se, np.std(c, ddof=1) / np.sqrt(3))
+  with pytest.raises(ValueError, match="5 sub-study draws for 3 val tasks"):
+    rl.paired_gain(dict(tasks=new["tasks"], sub=new["sub"][:5]),
+                   dict(tasks=start["tasks"], sub=start["sub"][:5]))
 
 
 def test_task_priorities_favour_tasks_whose_returns_differ(tiny_setup):
@@ -161,6 +167,10 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   eligible = [m["val_select"] for m in logged
               if m["step"] == 0 or m["val_gain"] < -c.rl.select_z * m["val_gain_se"]]
   assert np.isclose(best["val_select"], min(eligible))
+  start = dict(np.load(tmp_path / "rl" / "val_start.npz"))  # the audit trail: rl/val_<step>.npz
+  for m in logged[1:]:
+    gain, se = rl.paired_gain(dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz")), start)
+    assert np.isclose(gain, m["val_gain"]) and np.isclose(se, m["val_gain_se"])
   picked = rl.load_policy(c, str(tmp_path))
   ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
