@@ -14,6 +14,7 @@ import pytest
 from autollmr import env
 from autollmr import pipeline
 from autollmr import rl
+from autollmr import rl_audit
 from autollmr import sft
 from autollmr.tasks import Task
 from configs import rl as rl_config
@@ -168,9 +169,18 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
               if m["step"] == 0 or m["val_gain"] < -c.rl.select_z * m["val_gain_se"]]
   assert np.isclose(best["val_select"], min(eligible))
   start = dict(np.load(tmp_path / "rl" / "val_start.npz"))  # the audit trail: rl/val_<step>.npz
-  for m in logged[1:]:
-    gain, se = rl.paired_gain(dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz")), start)
+  per_step = {m["step"]: dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz"))
+              for m in logged[1:]}
+  for m, row in zip(logged[1:], rl_audit.audit(c, str(tmp_path), per_step)):
+    gain, se = rl.paired_gain(per_step[m["step"]], start)
     assert np.isclose(gain, m["val_gain"]) and np.isclose(se, m["val_gain_se"])
+    assert row["step"] == m["step"] and np.isclose(row["val_select"], m["val_select"])
+    assert row["passes"] == (m["val_gain"] < -c.rl.select_z * m["val_gain_se"])
+    assert row["se_unclustered"] >= 0
+  replayed = rl_audit.replay(c, str(tmp_path))  # checkpoints on disk, played again: same regrets
+  assert c.rl.steps in replayed
+  for k, v in per_step[c.rl.steps].items():
+    np.testing.assert_allclose(replayed[c.rl.steps][k], v, atol=1e-6)
   picked = rl.load_policy(c, str(tmp_path))
   ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),

@@ -1,0 +1,114 @@
+"""Why an RL run kept (or did not keep) a checkpoint: its paired validation gains, re-derivable.
+
+  python -m autollmr.rl_audit --workdir=DIR              # from rl/val_<step>.npz (no replay)
+  python -m autollmr.rl_audit --workdir=DIR --replay     # re-validate the checkpoints on disk
+
+For each validated RL checkpoint: val_select, the paired gain over the starting policy, its
+standard error clustered by val task (rl.paired_gain, the rule's s.e.) and the unclustered one
+(each sub-study draw an independent pair, the rule before 2026-11-24), and whether it passes
+rl.select_z. --replay restores the checkpoints kept on disk (rl/ckpt: the last two; rl/best) and
+plays the val bank again: for runs that predate rl/val_<step>.npz. The run's own config.json is
+used (same val bank, same seed).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import ml_collections
+import numpy as np
+from absl import app
+from absl import flags
+from flax import nnx
+
+from autollmr import model as model_lib
+from autollmr import pipeline
+from autollmr import rl
+from autollmr import sft
+from autollmr import simulate
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir with an rl/ stage.", required=True)
+_REPLAY = flags.DEFINE_bool("replay", False, "Re-validate the checkpoints on disk.")
+
+
+def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
+  """The pre-2026-11-24 s.e.: the val tasks and the draws as independent pairs, weighed 1/2."""
+  groups = [k for k in ("tasks", "sub") if k in per_task and k in start]
+  gain, var = 0.0, 0.0
+  for k in groups:
+    u = np.asarray(per_task[k], np.float64) - np.asarray(start[k], np.float64)
+    gain += u.mean() / len(groups)
+    var += u.var(ddof=1) / len(u) / len(groups) ** 2 if len(u) > 1 else 0.0
+  return float(gain), float(np.sqrt(var))
+
+
+def replay(config, workdir) -> dict[int, dict]:
+  """Per-task val regrets of every RL checkpoint on disk (rl/ckpt and rl/best), played again."""
+  tables = pipeline.load_tables(config)
+  splits = pipeline.curate_all(config, tables)
+  pipeline.add_synthetic_training(config, tables, splits)
+  val = simulate.val_bank(config, tables, splits)
+  if val is None:
+    raise ValueError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
+  out = {}
+  for sub in ("ckpt", "best"):
+    if not os.path.isdir(os.path.join(workdir, "rl", sub)):
+      continue
+    for step in rl._manager(workdir, sub).all_steps():
+      if step in out:
+        continue
+      model = model_lib.make_policy(config.model, seed=int(config.seed))
+      tx, _ = rl.make_optimizer(config)
+      graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+      model = sft.restore_model(rl._manager(workdir, sub), step, graphdef, state)
+      out[step] = rl._validate(config, model, val)[1]
+  return out
+
+
+def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
+  start_path = os.path.join(workdir, "rl", "val_start.npz")
+  if not os.path.exists(start_path):
+    raise FileNotFoundError(f"{start_path}: no starting-policy val regrets (rl.select_on_val off, "
+                            "or a run from before paired selection)")
+  start = dict(np.load(start_path))
+  rows = []
+  for step in sorted(per_step):
+    per = per_step[step]
+    gain, se = rl.paired_gain(per, start)
+    _, se_old = unclustered_gain(per, start)
+    sel = float(np.mean([np.mean(per[k]) for k in ("tasks", "sub") if k in per]))
+    rows.append(dict(step=step, val_select=sel, gain=gain, se=se, z=gain / se if se else float("nan"),
+                     se_unclustered=se_old, z_unclustered=gain / se_old if se_old else float("nan"),
+                     passes=bool(gain < -float(config.rl.select_z) * se)))
+  return rows
+
+
+def main(argv):
+  del argv
+  workdir = os.path.expanduser(_WORKDIR.value)
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: not a workdir of autollmr.main")
+  config = ml_collections.ConfigDict(json.load(open(path)))
+  if _REPLAY.value:
+    per_step = replay(config, workdir)
+  else:
+    files = glob.glob(os.path.join(workdir, "rl", "val_*.npz"))
+    per_step = {int(m.group(1)): dict(np.load(f)) for f in files
+                if (m := re.search(r"val_(\d+)\.npz$", f))}
+    if not per_step:
+      raise FileNotFoundError(f"{workdir}/rl has no val_<step>.npz (older run?): use --replay")
+  best = rl._read_best(workdir)
+  print(f"{workdir}: select_z {config.rl.select_z}; kept step "
+        f"{best['step'] if best else '?'} (0 = the starting policy)")
+  print("step  val_select      gain   s.e. (clustered)      z   s.e. (unclustered)      z  passes")
+  for r in audit(config, workdir, per_step):
+    print(f"{r['step']:4d}  {r['val_select']:10.5f}  {r['gain']:+8.5f}  {r['se']:17.5f}  "
+          f"{r['z']:+5.2f}  {r['se_unclustered']:19.5f}  {r['z_unclustered']:+5.2f}  "
+          f"{'yes' if r['passes'] else 'no'}")
+
+
+if __name__ == "__main__":
+  app.run(main)
