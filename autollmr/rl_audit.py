@@ -29,9 +29,6 @@ from autollmr import rl
 from autollmr import sft
 from autollmr import simulate
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir with an rl/ stage.", required=True)
-_REPLAY = flags.DEFINE_bool("replay", False, "Re-validate the checkpoints on disk.")
-
 
 def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   """The pre-2026-11-24 s.e.: the val tasks and the draws as independent pairs, weighed 1/2."""
@@ -87,12 +84,12 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
 
 def main(argv):
   del argv
-  workdir = os.path.expanduser(_WORKDIR.value)
+  workdir = os.path.expanduser(flags.FLAGS.workdir)
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: not a workdir of autollmr.main")
   config = ml_collections.ConfigDict(json.load(open(path)))
-  if _REPLAY.value:
+  if flags.FLAGS.replay:
     per_step = replay(config, workdir)
   else:
     files = glob.glob(os.path.join(workdir, "rl", "val_*.npz"))
@@ -110,5 +107,7 @@ def main(argv):
           f"{'yes' if r['passes'] else 'no'}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags defined here only: tests import this module beside others
+  flags.DEFINE_string("workdir", None, "A workdir with an rl/ stage.", required=True)
+  flags.DEFINE_bool("replay", False, "Re-validate the checkpoints on disk.")
   app.run(main)
