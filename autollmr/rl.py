@@ -458,14 +458,16 @@ def load_policy(config, workdir):
     sub = "best"
   mngr = _manager(workdir, sub)
   step = mngr.latest_step()
-  if step is None:
-    mngr.close()
-    return None
+  mngr.close()
+  return None if step is None else restore_policy(config, workdir, sub, step)
+
+
+def restore_policy(config, workdir, sub: str, step: int):
+  """The policy of RL checkpoint `step` in WORKDIR/rl/<sub> (ckpt or best)."""
   model = model_lib.make_policy(config.model, seed=int(config.seed))
   tx, _ = make_optimizer(config)
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  graphdef, state = nnx.split((model, opt))
-  return sft.restore_model(mngr, step, graphdef, state)
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+  return sft.restore_model(_manager(workdir, sub), step, graphdef, state)
 
 
 def done(config, workdir) -> bool:

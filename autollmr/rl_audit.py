@@ -21,12 +21,9 @@ import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
-from flax import nnx
 
-from autollmr import model as model_lib
 from autollmr import pipeline
 from autollmr import rl
-from autollmr import sft
 from autollmr import simulate
 
 
@@ -56,11 +53,7 @@ def replay(config, workdir) -> dict[int, dict]:
     for step in rl._manager(workdir, sub).all_steps():
       if step in out:
         continue
-      model = model_lib.make_policy(config.model, seed=int(config.seed))
-      tx, _ = rl.make_optimizer(config)
-      graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
-      model = sft.restore_model(rl._manager(workdir, sub), step, graphdef, state)
-      out[step] = rl._validate(config, model, val)[1]
+      out[step] = rl._validate(config, rl.restore_policy(config, workdir, sub, step), val)[1]
   return out
 
 
