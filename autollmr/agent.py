@@ -87,6 +87,7 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
   seed_E = np.asarray(seeds, np.int64).astype(np.uint32)
   if family_N is None:
     family_N = jnp.full(params.target_N.shape, model_lib.family_id("other"), jnp.int32)
+  family_N = jnp.asarray(family_N, jnp.int32)
   key = jax.random.key(0) if key is None else key
   E = len(task_E)
   n_chunks = max(1, -(-E // max_batch))
@@ -94,7 +95,7 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
   finals, outs, wall_ms = [], [], 0.0
   for c in range(n_chunks):
     idx = np.minimum(np.arange(c * B, (c + 1) * B), E - 1)
-    args = (model, params, jnp.asarray(family_N, jnp.int32), jnp.asarray(task_E[idx]),
+    args = (model, params, family_N, jnp.asarray(task_E[idx]),
             jnp.asarray(seed_E[idx]), key if n_chunks == 1 else jax.random.fold_in(key, c))
     compiled = _compiled(args, sizes, greedy)
     t0 = time.perf_counter()

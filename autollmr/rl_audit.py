@@ -50,7 +50,10 @@ def replay(config, workdir) -> dict[int, dict]:
   for sub in ("ckpt", "best"):
     if not os.path.isdir(os.path.join(workdir, "rl", sub)):
       continue
-    for step in rl._manager(workdir, sub).all_steps():
+    mngr = rl._manager(workdir, sub)
+    steps = mngr.all_steps()
+    mngr.close()
+    for step in steps:
       if step in out:
         continue
       out[step] = rl._validate(config, rl.restore_policy(config, workdir, sub, step), val)[1]

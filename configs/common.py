@@ -65,9 +65,9 @@ def base() -> ml_collections.ConfigDict:
   # (a second fit, "1:0,1:1", was worse in both seeds tried).
   c.model.ridges = "1:0"
   # > 1: an ensemble of policies, log-probs averaged (model.Ensemble), each member distilled on
-  # its own loss. Chosen on validation sub-studies (README "Model selection", seeds 0 / 1): K = 1
-  # 0.0374 / 0.0267 with 3 members against 0.0400 / 0.0438 with one; K = 5 0.0074 / 0.0074
-  # against 0.0058 / 0.0097. Costs ~1.5x SFT and ~2x RL time on 2 CPU cores.
+  # its own loss. Chosen on validation sub-studies (README "Model selection", seeds 0 / 1; seed 2
+  # agreed afterwards): mean K = 1 / 5 0.0533 / 0.0077 with 3 members against 0.0643 / 0.0083 with
+  # one (5 members: 0.0496 / 0.0073, not adopted). Costs ~1.5x SFT and ~2x RL time on 2 CPU cores.
   c.model.members = 3
   c.model.global_to_candidates = False  # candidates also attend to the global token
   c.model.raw_features = False  # absolute config features in the token; off: only relative
