@@ -67,7 +67,8 @@ def base() -> ml_collections.ConfigDict:
   # > 1: an ensemble of policies, log-probs averaged (model.Ensemble), each member distilled on
   # its own loss. Chosen on validation sub-studies (README "Model selection", seeds 0 / 1; seed 2
   # agreed afterwards): mean K = 1 / 5 0.0533 / 0.0077 with 3 members against 0.0643 / 0.0083 with
-  # one (5 members over 5 seeds: K = 5 lower in every seed, K = 1 no different; not adopted, README).
+  # one (5 members over 5 seeds: K = 5 lower in every seed, K = 1 no different; not adopted: the
+  # main job took 24 min with 5, README).
   # Costs ~1.5x SFT and ~2x RL time on 2 CPU cores.
   c.model.members = 3
   c.model.global_to_candidates = False  # candidates also attend to the global token
