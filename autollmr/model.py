@@ -249,7 +249,8 @@ class Policy(nnx.Module):
 
   def __init__(self, *, max_config_features=24, max_fidelity_features=4, width=64, heads=4,
                layers=2, mlp=128, max_keys=272, kernels=((0.1, 0.5), (0.1, 2.0), (0.3, 2.0)),
-               raw_features=True, global_to_candidates=False, ridges=(), rngs: nnx.Rngs):
+               raw_features=True, global_to_candidates=False, ridges=(), surrogate=False,
+               rngs: nnx.Rngs):
     self.d_max, self.g_max, self.max_keys = max_config_features, max_fidelity_features, max_keys
     self.kernels = tuple(tuple(float(x) for x in k) for k in kernels)
     self.raw_features = raw_features
@@ -269,6 +270,15 @@ class Policy(nnx.Module):
     self.ptr_k = _dense(width, width, ("embed", "mlp"), rngs)
     self.value_hidden = _dense(width, mlp, ("embed", "mlp"), rngs)
     self.value_out = _dense(mlp, 1, ("mlp", None), rngs)
+    # A learned surrogate (model.surrogate): a per-candidate score head, fitted in SFT to the
+    # ranking of the TRUE target values of the training tasks (sft.surrogate_coef; every target
+    # config labelled, not just the teacher's one action per turn), added to the target
+    # candidates' pointer logits with a learned weight (0 at init).
+    self.surrogate = surrogate
+    if surrogate:
+      self.sur_hidden = _dense(width, mlp, ("embed", "mlp"), rngs)
+      self.sur_out = _dense(mlp, 1, ("mlp", None), rngs)
+      self.sur_weight = nnx.Param(jnp.zeros(()), out_sharding=())
 
   def __call__(self, view, max_keys: int | None = None):
     """-> (logits_BxA masked by `policy_mask`, value_B).
@@ -276,6 +286,10 @@ class Policy(nnx.Module):
     max_keys: known tokens attended to (default self.max_keys); the caller knows the bound
     (cheap-row cap + turns), and a tighter one is cheaper.
     """
+    return self.forward(view, max_keys)[:2]
+
+  def forward(self, view, max_keys: int | None = None):
+    """-> (logits_BxA, value_B, surrogate score_BxA or None)."""
     exists = view["exists_A"]
     cfg_BxAxD = view["config_features_AxD"]
     fid_BxAxG = view["fidelity_features_AxG"]
@@ -329,13 +343,19 @@ class Policy(nnx.Module):
     q_BxW = self.ptr_q(h_BxNxW[:, 0])
     k_BxAxW = self.ptr_k(h_BxNxW[:, 1:])
     logits_BxA = jnp.einsum("bw,baw->ba", q_BxW, k_BxAxW) / jnp.sqrt(q_BxW.shape[-1])
+    sur_BxA = None
+    if self.surrogate:
+      sur_BxA = self.sur_out(jax.nn.gelu(self.sur_hidden(h_BxNxW[:, 1:])))[..., 0]
+      logits_BxA = logits_BxA + jnp.where(view["is_target_A"], self.sur_weight[...] * sur_BxA,
+                                          0.0)
     logits_BxA = jnp.where(policy_mask(view), logits_BxA, NEG)
     value_B = self.value_out(jax.nn.gelu(self.value_hidden(h_BxNxW[:, 0])))[:, 0]
-    return logits_BxA, value_B
+    return logits_BxA, value_B, sur_BxA
 
   def member_outputs(self, view, max_keys: int | None = None):
-    """[(logits, value)]: one member (the Ensemble's has one per member; sft.py trains each)."""
-    return [self(view, max_keys)]
+    """[(logits, value, surrogate or None)]: one member (the Ensemble's has one per member;
+    sft.py trains each)."""
+    return [self.forward(view, max_keys)]
 
 
 class Ensemble(nnx.Module):
@@ -353,13 +373,13 @@ class Ensemble(nnx.Module):
     self.d_max, self.g_max, self.max_keys = m.d_max, m.g_max, m.max_keys
 
   def member_outputs(self, view, max_keys: int | None = None):
-    return [m(view, max_keys) for m in self.members]
+    return [m.forward(view, max_keys) for m in self.members]
 
   def __call__(self, view, max_keys: int | None = None):
     outs = self.member_outputs(view, max_keys)
-    logp_BxA = sum(jax.nn.log_softmax(logits) for logits, _ in outs) / len(outs)
+    logp_BxA = sum(jax.nn.log_softmax(o[0]) for o in outs) / len(outs)
     logp_BxA = jnp.where(policy_mask(view), logp_BxA, NEG)
-    return logp_BxA, sum(value for _, value in outs) / len(outs)
+    return logp_BxA, sum(o[1] for o in outs) / len(outs)
 
 
 def make_policy(mcfg, seed: int = 0) -> Policy | Ensemble:
@@ -376,6 +396,7 @@ def make_policy(mcfg, seed: int = 0) -> Policy | Ensemble:
                        kernels=_pairs(mcfg.kernels), raw_features=mcfg.raw_features,
                        global_to_candidates=mcfg.get("global_to_candidates", False),
                        ridges=_pairs(mcfg.get("ridges", "")),
+                       surrogate=bool(mcfg.get("surrogate", False)),
                        rngs=nnx.Rngs(seed + 7919 * i)) for i in range(members)]
     return policies[0] if members == 1 else Ensemble(policies)
 

@@ -78,28 +78,55 @@ def obs_of(batch) -> env_lib.Obs:
 _TRAIN_STEPS = {}  # one compile per process for a given model, bank shape and mesh
 
 
-def make_train_step(graphdef, state, sizes, max_keys: int, value_coef: float, mesh, mode: str):
-  """The jitted step; `state` gives the shardings (the same for the same graphdef and mode)."""
-  key = (graphdef, sizes, max_keys, value_coef, mesh, mode)
+def make_train_step(graphdef, state, sizes, max_keys: int, value_coef: float, mesh, mode: str,
+                    surrogate: tuple[float, float] = (0.0, 1.0)):
+  """The jitted step; `state` gives the shardings (the same for the same graphdef and mode).
+  surrogate: (coef, temperature) of the surrogate head's ranking loss (`surrogate_loss`)."""
+  key = (graphdef, sizes, max_keys, value_coef, mesh, mode, surrogate)
   if key not in _TRAIN_STEPS:
     _TRAIN_STEPS[key] = _train_step(graphdef, sizes, max_keys, value_coef, mesh,
-                                    sharding.state_shardings(state, mesh, mode))
+                                    sharding.state_shardings(state, mesh, mode), surrogate)
   return _TRAIN_STEPS[key]
 
 
-def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh):
-  def loss_fn(model, v, action_B, return_B):
+def surrogate_loss(params, task_B, v, sur_BxA, temp: float):
+  """ListNet cross-entropy between softmax(surrogate scores) and softmax(z / temp) over each
+  task's target candidates, z = the z-scored TRUE target values (higher is better) read from the
+  training bank. A ranking loss, not a regression: the target's level is unknowable from cheap
+  runs, only the order matters for the pick; a low temp weighs the top of the order."""
+  cfg_BxA, fid_BxA = params.cand_config_NxA[task_B], params.cand_fid_NxA[task_B]
+  y_BxA = -params.sign * params.values_FxC[fid_BxA, cfg_BxA]
+  tgt = v["is_target_A"] & v["exists_A"] & jnp.isfinite(y_BxA)
+  y_BxA = jnp.where(tgt, y_BxA, 0.0)
+  n = jnp.maximum(tgt.sum(-1, keepdims=True), 1)
+  mean = y_BxA.sum(-1, keepdims=True) / n
+  sd = jnp.sqrt((jnp.where(tgt, y_BxA - mean, 0.0) ** 2).sum(-1, keepdims=True) / n)
+  z_BxA = (y_BxA - mean) / jnp.maximum(sd, 1e-9)
+  p_BxA = jax.nn.softmax(jnp.where(tgt, z_BxA / temp, model_lib.NEG), -1)
+  lq_BxA = jax.nn.log_softmax(jnp.where(tgt, sur_BxA, model_lib.NEG), -1)
+  ok_B = (tgt.sum(-1) >= 2).astype(jnp.float32)  # one target config: nothing to rank
+  ce_B = -jnp.sum(jnp.where(tgt, p_BxA * lq_BxA, 0.0), -1)
+  return (ce_B * ok_B).sum() / jnp.maximum(ok_B.sum(), 1.0)
+
+
+def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh, surrogate):
+  sur_coef, sur_temp = surrogate
+
+  def loss_fn(model, params, task_B, v, action_B, return_B):
     # an Ensemble's members each fit the teacher on their own (averaging their losses), so they
     # stay separate policies rather than one product distribution
     outs = model.member_outputs(v, max_keys)
-    ce, v_loss, logp_BxA = 0.0, 0.0, 0.0
-    for logits_BxA, value_B in outs:
+    ce, v_loss, s_loss, logp_BxA = 0.0, 0.0, 0.0, 0.0
+    for logits_BxA, value_B, sur_BxA in outs:
       lp = jax.nn.log_softmax(logits_BxA)
       ce += -jnp.take_along_axis(lp, action_B[:, None], axis=1)[:, 0].mean() / len(outs)
       v_loss += ((value_B - return_B) ** 2).mean() / len(outs)
+      if sur_BxA is not None:
+        s_loss += surrogate_loss(params, task_B, v, sur_BxA, sur_temp) / len(outs)
       logp_BxA += lp / len(outs)
     acc = (jnp.argmax(logp_BxA, -1) == action_B).astype(jnp.float32)
-    return ce + value_coef * v_loss, dict(ce=ce, v_loss=v_loss, acc=acc.mean())
+    return (ce + value_coef * v_loss + sur_coef * s_loss,
+            dict(ce=ce, v_loss=v_loss, s_loss=s_loss, acc=acc.mean()))
 
   rep = sharding.replicated(mesh)
 
@@ -109,12 +136,22 @@ def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh):
     model, opt = nnx.merge(graphdef, state)
     v = agent.view(params, family_N, obs_of(batch), sizes)
     (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
-        model, v, batch["action"], 1.0 - batch["regret"])
+        model, params, batch["task"], v, batch["action"], 1.0 - batch["regret"])
     aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
     opt.update(model, grads)
     return nnx.state((model, opt)), aux
 
   return train_step
+
+
+def surrogate_args(config) -> tuple[float, float]:
+  """(coef, temperature) of the surrogate loss; coef 0 when the policy has no surrogate head."""
+  coef, temp = float(config.sft.get("surrogate_coef", 0.0)), float(
+      config.sft.get("surrogate_temp", 1.0))
+  if coef < 0 or temp <= 0:
+    raise ValueError(f"--config.sft.surrogate_coef must be >= 0 and --config.sft.surrogate_temp "
+                     f"> 0, got {coef} and {temp}")
+  return (coef if config.model.get("surrogate", False) else 0.0, temp)
 
 
 def _ckpt_args(state, it, save: bool):
@@ -191,7 +228,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   sharding.check_divisible(int(c.batch_size), mesh, "--config.sft.batch_size")
   graphdef, state, lr = init_state(config)
   step_fn = make_train_step(graphdef, state, bank["sizes"], max_keys, float(c.value_coef), mesh,
-                            config.mesh.params)
+                            config.mesh.params, surrogate_args(config))
   state = sharding.put(state, sharding.state_shardings(state, mesh, config.mesh.params))
   ds = make_dataset(os.path.join(workdir, "sim", simulate.RECORDS),
                     int(c.batch_size) // jax.process_count(), int(config.seed))

@@ -72,6 +72,10 @@ def base() -> ml_collections.ConfigDict:
   # Costs ~1.5x SFT and ~2x RL time on 2 CPU cores.
   c.model.members = 3
   c.model.global_to_candidates = False  # candidates also attend to the global token
+  # A learned surrogate head (model.py): per-candidate scores fitted in SFT to the ranking of the
+  # training tasks' true target values (sft.surrogate_coef, sft.surrogate_temp), added to the
+  # target candidates' logits with a learned weight.
+  c.model.surrogate = False
   c.model.raw_features = False  # absolute config features in the token; off: only relative
   # geometry (distances, kernel predictions), which carries over to shifted config spaces
 
@@ -99,6 +103,8 @@ def base() -> ml_collections.ConfigDict:
   c.sft.weight_decay = 1e-4
   c.sft.clip_norm = 1.0
   c.sft.value_coef = 0.1  # value head regressed on the kept episode's 1 - regret (for RL later)
+  c.sft.surrogate_coef = 1.0  # weight of the surrogate head's ListNet loss (model.surrogate)
+  c.sft.surrogate_temp = 0.5  # softmax temperature on the z-scored true target values
   c.sft.checkpoint_every = 200
   c.sft.log_every = 50
   c.sft.val_seeds = 2  # greedy val episodes per val task (model selection, never test)
