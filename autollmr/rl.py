@@ -52,6 +52,21 @@ def make_optimizer(config):
   return optax.chain(optax.clip_by_global_norm(c.clip_norm), optax.adamw(lr, weight_decay=0.0)), lr
 
 
+HEADS = ("ptr_q", "ptr_k", "value_hidden", "value_out", "sur_hidden", "sur_out", "sur_weight")
+
+
+def trainable(config):
+  """The parameters RL updates (rl.train_params): "all", or "heads" (the pointer, value and
+  surrogate heads; the encoder stays the distilled one: far fewer parameters to fit to the
+  training landscapes)."""
+  which = str(config.rl.get("train_params", "all"))
+  if which == "all":
+    return nnx.Param
+  if which == "heads":
+    return nnx.All(nnx.Param, nnx.Any(*(nnx.PathContains(h) for h in HEADS)))
+  raise ValueError(f"--config.rl.train_params must be 'all' or 'heads', got {which!r}")
+
+
 def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, shaping,
             mesh=None, temperature=1.0, greedy_B=None):
   """G-grouped episodes with sampled actions; per-turn records (leading T) and final info.
@@ -171,8 +186,8 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
              flat(traj["active"]), flat(traj["ref_logits"]))
     aux = {}
     for _ in range(int(rc.epochs)):
-      (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
-          model, *batch, params, family_N)
+      (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True, argnums=nnx.DiffState(
+          0, opt.wrt))(model, *batch, params, family_N)
       opt.update(model, grads)
     turns = jnp.maximum(traj["active"].sum(), 1)
     metrics = dict(aux, loss=loss, regret=regret_B.mean(),
@@ -271,7 +286,7 @@ def init_states(config, workdir):
   else:
     raise ValueError(f"--config.rl.init must be 'sft' or 'scratch', got {config.rl.init!r}")
   tx, lr = make_optimizer(config)
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  opt = nnx.Optimizer(model, tx, wrt=trainable(config))
   graphdef, state = nnx.split((model, opt))
   ref_graphdef, ref_state = nnx.split(ref)
   return graphdef, state, ref_graphdef, ref_state, lr
@@ -466,7 +481,7 @@ def restore_policy(config, workdir, sub: str, step: int):
   """The policy of RL checkpoint `step` in WORKDIR/rl/<sub> (ckpt or best)."""
   model = model_lib.make_policy(config.model, seed=int(config.seed))
   tx, _ = make_optimizer(config)
-  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=trainable(config))))
   return sft.restore_model(_manager(workdir, sub), step, graphdef, state)
 
 

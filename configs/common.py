@@ -143,6 +143,8 @@ def base() -> ml_collections.ConfigDict:
   # Share of task draws reweighted by the starting policy's return spread per task (rl.py
   # task_priorities: groups with equal returns teach nothing); 0 = the curriculum alone.
   c.rl.priority = 0.0
+  # Parameters RL updates: "all", or "heads" (pointer, value and surrogate heads; rl.trainable).
+  c.rl.train_params = "all"
   c.rl.checkpoint_every = 20
   # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
   # stopping on validation; README: RL lowers training regret but not val regret yet).

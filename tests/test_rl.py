@@ -218,3 +218,24 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert {"sft_agent", "rl_agent", "random"} <= set(tasks_by_method)
   want = {f"{t}~{i}" for t in test_targets for i in range(2)}
   assert all(ts == want for ts in tasks_by_method.values()), tasks_by_method
+
+
+def test_rl_on_the_heads_only_keeps_the_encoder(tmp_path, monkeypatch):
+  """rl.train_params=heads: RL moves the pointer / value heads and leaves every other parameter
+  at its distilled value; the checkpoint reloads."""
+  monkeypatch.setenv("AUTOLLMR_DATA", "none")
+  monkeypatch.setenv("AUTOLLMR_NO_PROGRESS", "1")
+  c = rl_config.get_config("tiny")
+  c.rl.train_params, c.rl.steps, c.rl.select_on_val = "heads", 2, False
+  c.rl.updates_per_call, c.rl.checkpoint_every = 1, 2
+  c.stages = "curate,simulate,sft,rl"
+  pipeline.run(c, str(tmp_path))
+  flat = lambda m: {jax.tree_util.keystr(k): np.asarray(v) for k, v in
+                    jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(m, nnx.Param)))}
+  before, after = flat(sft.load_policy(c, str(tmp_path))), flat(rl.load_policy(c, str(tmp_path)))
+  head = lambda k: any(f"'{h}'" in k for h in rl.HEADS)
+  assert any(head(k) and not np.allclose(before[k], after[k]) for k in before)
+  assert all(np.array_equal(before[k], after[k]) for k in before if not head(k))
+  with pytest.raises(ValueError, match="train_params"):
+    c.rl.train_params = "encoder"
+    rl.trainable(c)
