@@ -74,7 +74,8 @@ def base() -> ml_collections.ConfigDict:
   c.model.global_to_candidates = False  # candidates also attend to the global token
   # A learned surrogate head (model.py): per-candidate scores fitted in SFT to the ranking of the
   # training tasks' true target values (sft.surrogate_coef, sft.surrogate_temp), added to the
-  # target candidates' logits with a learned weight.
+  # target candidates' logits with a learned weight. Off: on validation sub-studies (README "Model
+  # selection", seeds 0 / 1) worse with surrogate_coef 1, level with 0.1.
   c.model.surrogate = False
   c.model.raw_features = False  # absolute config features in the token; off: only relative
   # geometry (distances, kernel predictions), which carries over to shifted config spaces
@@ -144,6 +145,7 @@ def base() -> ml_collections.ConfigDict:
   # task_priorities: groups with equal returns teach nothing); 0 = the curriculum alone.
   c.rl.priority = 0.0
   # Parameters RL updates: "all", or "heads" (pointer, value and surrogate heads; rl.trainable).
+  # "heads" passed no checkpoint on validation either (README "RL on validation", seeds 0 / 1).
   c.rl.train_params = "all"
   c.rl.checkpoint_every = 20
   # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
