@@ -97,11 +97,7 @@ def surrogate_loss(params, task_B, v, sur_BxA, temp: float):
   cfg_BxA, fid_BxA = params.cand_config_NxA[task_B], params.cand_fid_NxA[task_B]
   y_BxA = -params.sign * params.values_FxC[fid_BxA, cfg_BxA]
   tgt = v["is_target_A"] & v["exists_A"] & jnp.isfinite(y_BxA)
-  y_BxA = jnp.where(tgt, y_BxA, 0.0)
-  n = jnp.maximum(tgt.sum(-1, keepdims=True), 1)
-  mean = y_BxA.sum(-1, keepdims=True) / n
-  sd = jnp.sqrt((jnp.where(tgt, y_BxA - mean, 0.0) ** 2).sum(-1, keepdims=True) / n)
-  z_BxA = (y_BxA - mean) / jnp.maximum(sd, 1e-9)
+  z_BxA = model_lib._with_z(jnp.where(tgt, y_BxA, 0.0), tgt)[1]  # z-score over the targets
   p_BxA = jax.nn.softmax(jnp.where(tgt, z_BxA / temp, model_lib.NEG), -1)
   lq_BxA = jax.nn.log_softmax(jnp.where(tgt, sur_BxA, model_lib.NEG), -1)
   ok_B = (tgt.sum(-1) >= 2).astype(jnp.float32)  # one target config: nothing to rank
