@@ -64,8 +64,8 @@ def bank_lines(config, tables, splits, split, bank) -> list[dict]:
                                repeat_penalty=config.env.repeat_penalty, pad_to=A,
                                pad_turns_to=T)
     out += text.task_lines(p, view, s[split])
-  if split == "train":  # train_bank's sim.draws copies, in its order; their text still shows
-    out = out * max(1, int(config.sim.draws))  # dropped configs, so configs/lm.py keeps draws = 1
+  if split == "train":  # train_bank's copies (sim.draws), in its order; their text still shows
+    out = out * simulate.bank_copies(config)  # dropped configs, so configs/lm.py keeps draws = 1
   if len(out) != len(bank["names"]):
     raise RuntimeError("text lines and the bank disagree on the task list")
   return out

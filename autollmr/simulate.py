@@ -18,8 +18,10 @@ top-scored candidates actually pay off at a larger scale, learned across many ta
 Everything runs in the jitted env (vmap over episodes, lax.scan over turns, one jit called on
 fixed-size chunks of (task, seed) pairs). Only `tasks.training_table` views of the train and val
 tasks are ever built here, so test targets cannot reach training. Output, in WORKDIR/sim/:
-  steps.array_record  one record per decision (msgpack: task, seed, Obs fields, action, regret)
-  summary.json        sizes, mean teacher regret, the bank's task names (SFT checks them)
+  steps.array_record  one record per decision (msgpack: task, seed, Obs fields, action, regret,
+                      stream: the ensemble member it was simulated for, sim.member_draws)
+  summary.json        sizes, mean teacher regret, the bank's task names (SFT checks them), the
+                      record range [start, end) of each data stream (sim.member_draws)
 """
 from __future__ import annotations
 
@@ -141,15 +143,35 @@ def val_bank(config, tables, splits) -> dict | None:
   return val
 
 
+def data_streams(config) -> int:
+  """How many separate teacher datasets SFT reads: one per ensemble member under
+  `sim.member_draws`, else one that every member shares."""
+  if not config.sim.get("member_draws", False):
+    return 1
+  return max(1, int(config.model.get("members", 1)))
+
+
+def bank_copies(config) -> int:
+  """Copies of the training tasks in train_bank: copy 0, then draws - 1 sub-studies per stream."""
+  return 1 + (max(1, int(config.sim.draws)) - 1) * data_streams(config)
+
+
+def stream_copies(config, m: int) -> list[int]:
+  """The bank copies stream (member) m is simulated on: copy 0 and its own draws."""
+  d = max(1, int(config.sim.draws)) - 1
+  return [0] + list(range(1 + m * d, 1 + (m + 1) * d))
+
+
 def train_bank(config, tables, splits):
   """The training tasks at training size (simulate, sft). With `sim.draws` = S > 1 the bank holds
   S copies of them: copy 0 as they are, copies 1..S-1 random sub-studies (env.sub_studies with
   rl.drop_configs / rl.drop_fidelities, fixed key), so the teacher is distilled on S landscapes
   per training task instead of one (why: 65 training tasks are 13 landscapes, which a policy can
-  learn by heart). Task names get a "#draw" suffix."""
+  learn by heart). Under `sim.member_draws` each of the M ensemble members gets its own S - 1
+  draws (1 + M (S - 1) copies, `stream_copies`). Task names get a "#copy" suffix."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
                     config.sim.max_target_configs)
-  S = int(config.sim.draws)
+  S = bank_copies(config)
   if bank is None or S <= 1:
     return bank
   n = len(bank["tasks"])
@@ -362,24 +384,36 @@ def run(config, workdir, tables, splits) -> dict:
   if bank is None:
     raise ValueError("[simulate] no training tasks: every table lacks a train split")
   n_tasks = len(bank["tasks"])
-  # sim.seeds episodes per training task, shared out over its sim.draws copies
-  seeds = np.arange(max(1, int(config.sim.seeds) // max(1, int(config.sim.draws))))
-  pairs_task = np.repeat(np.arange(n_tasks), len(seeds))
-  pairs_seed = np.tile(seeds, n_tasks) + 1000 * int(config.seed)  # the reveal seeds
+  # sim.seeds episodes per training task, shared out over its sim.draws copies (and over the
+  # streams under sim.member_draws: the simulation then costs what one policy's does)
+  M, draws = data_streams(config), max(1, int(config.sim.draws))
+  n = n_tasks // bank_copies(config)  # training tasks per copy
+  seeds = np.arange(max(1, int(config.sim.seeds) // draws // M))
+  pairs_task, pairs_seed, ranges = [], [], []
+  for m in range(M):  # records are written stream by stream: SFT slices them (summary "streams")
+    tasks_m = np.concatenate([np.arange(c * n, (c + 1) * n) for c in stream_copies(config, m)])
+    pairs_task.append(np.repeat(tasks_m, len(seeds)))
+    pairs_seed.append(np.tile(seeds + m * len(seeds), len(tasks_m)) + 1000 * int(config.seed))
+  pairs_task, pairs_seed = np.concatenate(pairs_task), np.concatenate(pairs_seed)
   out = run_teacher(config, bank, pairs_task, pairs_seed, jax.random.key(int(config.seed)))
+  stream_P = np.repeat(np.arange(M), len(pairs_task) // M)
   os.makedirs(out_dir, exist_ok=True)
   n_steps = 0
   tmp = path + ".tmp"
   if jax.process_index() == 0:
     writer = ArrayRecordWriter(tmp, "group_size:1")
     for p in range(len(pairs_task)):
+      if p == 0 or stream_P[p] != stream_P[p - 1]:
+        ranges.append([n_steps, n_steps])
       for t in np.flatnonzero(out["active"][p]):
         writer.write(encode_step(dict(
             task=np.int32(pairs_task[p]), seed=np.uint32(pairs_seed[p]),
             queried_T=out["queried_T"][p, t], norm_T=out["norm_T"][p, t],
             budget_left=np.float32(out["budget_left"][p, t]), turn=np.int32(out["turn"][p, t]),
-            action=np.int32(out["action"][p, t]), regret=np.float32(out["regret_P"][p]))))
+            action=np.int32(out["action"][p, t]), regret=np.float32(out["regret_P"][p]),
+            stream=np.int32(stream_P[p]))))
         n_steps += 1
+        ranges[-1][1] = n_steps
     writer.close()
     os.replace(tmp, path)  # atomic: a half-written file never looks finished
   per_table = {}
@@ -394,7 +428,7 @@ def run(config, workdir, tables, splits) -> dict:
       teacher_regret_mean=float(out["regret_P"].mean()),
       rollout_regret_mean=float(out["regret_PxN"].mean()),
       teacher_regret_per_table={k: float(np.mean(v)) for k, v in per_table.items()},
-      seconds=time.time() - t0, names=bank["names"],
+      seconds=time.time() - t0, names=bank["names"], streams=ranges,
       sizes=dict(A=bank["sizes"].num_candidates, T=bank["sizes"].max_turns))
   if jax.process_index() == 0:
     with open(os.path.join(out_dir, "summary.json"), "w") as f:

@@ -85,6 +85,11 @@ def base() -> ml_collections.ConfigDict:
   c.sim.rollouts = 35  # N of best-of-N per (task, seed): 7 scorers (6 kernels + ridge) x 5 modes
   c.sim.chunk = 64  # (task, seed) pairs per jitted call
   c.sim.draws = 4  # each training task + draws-1 random sub-studies (simulate.train_bank)
+  # True: each ensemble member distils its own teacher data (its own draws - 1 sub-studies of
+  # every training task and its own rollouts; sim.seeds // members episodes per task each, so the
+  # simulation costs the same), a bagged ensemble. Why: pooling the members of 5 separately
+  # trained 3-member ensembles (5 teacher datasets) beat each of them on validation (README).
+  c.sim.member_draws = False
   c.sim.max_cheap_rows = 64  # smaller candidate sets in training: attention cost ~ A * keys
   c.sim.max_target_configs = 128
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
@@ -107,6 +112,10 @@ def base() -> ml_collections.ConfigDict:
   c.sft.surrogate_coef = 1.0  # weight of the surrogate head's ListNet loss (model.surrogate)
   c.sft.surrogate_temp = 0.5  # softmax temperature on the z-scored true target values
   c.sft.checkpoint_every = 200
+  # Under sim.member_draws: "own" = each member its own sft.batch_size rows per step (members x
+  # the input-feature cost); "shared" = one batch of all members' records, each member's loss on
+  # its own rows only (one policy's cost). sft.member_batches in sft.py.
+  c.sft.member_batches = "own"
   c.sft.log_every = 50
   c.sft.val_seeds = 2  # greedy val episodes per val task (model selection, never test)
   c.sft.val_draws = 8  # + this many random sub-studies of each val task (simulate.val_bank)

@@ -5,6 +5,7 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from autollmr import pipeline
@@ -74,6 +75,58 @@ def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
   loaded = sft.load_policy(c, workdir)
   assert isinstance(loaded, model_lib.Ensemble)
   jax.tree.map(np.testing.assert_array_equal, _params(loaded), trained)
+
+
+def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_setup):
+  """sim.member_draws: the bank holds copy 0 + each member's own draws, the records come in one
+  contiguous range per member holding only that member's copies, SFT fits each member on its own
+  stream, and a killed run resumes every stream's iterator (same parameters as a straight run)."""
+  from autollmr import model as model_lib
+  c, tables, splits = tiny_setup
+  c = c.copy_and_resolve_references()
+  c.model.members, c.sim.member_draws, c.sim.draws = 2, True, 3
+  c.sft.steps, c.sft.checkpoint_every, c.sft.val_seeds = 5, 2, 0
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  summary = simulate.run(c, straight, tables, splits)
+  bank = simulate.train_bank(c, tables, splits)
+  n = len(bank["tasks"]) // 5  # 1 + 2 members x 2 draws copies
+  assert simulate.bank_copies(c) == 5 and len(bank["tasks"]) == 5 * n
+  assert simulate.stream_copies(c, 0) == [0, 1, 2] and simulate.stream_copies(c, 1) == [0, 3, 4]
+  (a0, a1), (b0, b1) = summary["streams"]
+  assert a0 == 0 and a1 == b0 and b1 == summary["n_steps"]
+  src = grain_source(os.path.join(straight, "sim", simulate.RECORDS))
+  for m, (lo, hi) in enumerate(summary["streams"]):
+    copies = {int(simulate.decode_step(src[i])["task"]) // n for i in range(lo, hi)}
+    assert copies <= set(simulate.stream_copies(c, m)) and len(copies) > 1
+  shutil.copytree(os.path.join(straight, "sim"), os.path.join(killed, "sim"))
+  a = sft.train(c, straight, tables, splits)
+  sft.train(c, killed, tables, splits, stop_after=3)
+  b = sft.train(c, killed, tables, splits)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7),
+               _params(a["model"]), _params(b["model"]))
+  init = _params(model_lib.make_policy(c.model, seed=int(c.seed)))
+  trained = _params(a["model"])
+  for i in range(2):
+    assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(trained["members"][i]),
+                                                      jax.tree.leaves(init["members"][i])))
+  c.sft.member_batches = "shared"  # one batch, each member's loss on its own stream's rows
+  shutil.copytree(os.path.join(straight, "sim"), str(tmp_path / "shared" / "sim"))
+  s = _params(sft.train(c, str(tmp_path / "shared"), tables, splits)["model"])
+  for i in range(2):
+    assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(s["members"][i]),
+                                                      jax.tree.leaves(init["members"][i])))
+  c.sft.member_batches = "mine"
+  shutil.copytree(os.path.join(straight, "sim"), str(tmp_path / "bad" / "sim"))
+  with pytest.raises(ValueError, match="member_batches"):
+    sft.train(c, str(tmp_path / "bad"), tables, splits)
+  c.sft.member_batches, c.sim.member_draws = "own", False  # two streams, a config asking for one
+  with pytest.raises(RuntimeError, match="member_draws|training bank differs"):
+    sft.train(c, str(tmp_path / "straight"), tables, splits)
+
+
+def grain_source(path):
+  import grain
+  return grain.sources.ArrayRecordDataSource([path])
 
 
 def test_surrogate_loss_prefers_the_true_order():
