@@ -225,7 +225,8 @@ def agent_records(config, workdir, tables, splits) -> list:
   records = []
   for method, load in ((agent.METHOD, None), (rl.METHOD, rl.load_policy)):
     model = load(config, workdir) if load else None
-    if load and model is None or not load and not agent.has_checkpoint(workdir):
+    pooled = bool(config.model.get("pool", ""))  # sft_agent = the pooled runs (model.pool)
+    if load and model is None or not load and not (pooled or agent.has_checkpoint(workdir)):
       continue
     t0 = time.time()
     recs = agent.eval_records(config, workdir, tables, splits, method=method, model=model)

@@ -366,7 +366,10 @@ def _uncommitted(tree):
 
 
 def load_policy(config, workdir):
-  """The policy of the latest SFT checkpoint in workdir (None if there is none)."""
+  """The policy of the latest SFT checkpoint in workdir (None if there is none); with
+  `model.pool` set, the pooled ensemble of the runs it names instead (`pooled_policy`)."""
+  if config.model.get("pool", ""):
+    return pooled_policy(config, str(config.model.pool))
   path = os.path.join(workdir, "sft", "ckpt")
   if not os.path.isdir(path):
     return None
@@ -376,6 +379,27 @@ def load_policy(config, workdir):
     return None
   graphdef, state, _ = init_state(config)
   return restore_model(mngr, step, graphdef, state)
+
+
+def pooled_policy(config, spec: str):
+  """`model.pool` = "DIR[:i],DIR[:i],...": the members of several finished runs' SFT checkpoints
+  (all of them, or member i) as one Ensemble, e.g. members of separately trained seeds (README
+  "A bagged ensemble"). Each run must have been trained with this config's model settings."""
+  members = []
+  for item in [x.strip() for x in spec.split(",") if x.strip()]:
+    d, _, i = item.partition(":")
+    cfg = config.copy_and_resolve_references()
+    cfg.model.pool = ""
+    m = load_policy(cfg, d)
+    if m is None:
+      raise ValueError(f"--config.model.pool: {d!r} has no SFT checkpoint (sft/ckpt)")
+    ms = list(m.members) if isinstance(m, model_lib.Ensemble) else [m]
+    if i and not (i.isdigit() and int(i) < len(ms)):
+      raise ValueError(f"--config.model.pool: {item!r} names member {i} of a {len(ms)}-member run")
+    members += [ms[int(i)]] if i else ms
+  if not members:
+    raise ValueError("--config.model.pool is set but names no run")
+  return members[0] if len(members) == 1 else model_lib.Ensemble(members)
 
 
 def restore_model(mngr, step, graphdef, state):

@@ -75,6 +75,15 @@ def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
   loaded = sft.load_policy(c, workdir)
   assert isinstance(loaded, model_lib.Ensemble)
   jax.tree.map(np.testing.assert_array_equal, _params(loaded), trained)
+  c.model.pool = f"{workdir}:1,{workdir}:0"  # model.pool: members picked from finished runs
+  pooled = _params(sft.load_policy(c, "unused"))
+  jax.tree.map(np.testing.assert_array_equal, pooled["members"][0], m1)
+  jax.tree.map(np.testing.assert_array_equal, pooled["members"][1], m0)
+  c.model.pool = f"{workdir}:0"
+  jax.tree.map(np.testing.assert_array_equal, _params(sft.load_policy(c, "unused")), m0)
+  c.model.pool = f"{workdir}:2"
+  with pytest.raises(ValueError, match="member 2 of a 2-member run"):
+    sft.load_policy(c, "unused")
 
 
 def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_setup):
