@@ -384,11 +384,11 @@ def run(config, workdir, tables, splits) -> dict:
   if bank is None:
     raise ValueError("[simulate] no training tasks: every table lacks a train split")
   n_tasks = len(bank["tasks"])
-  # sim.seeds episodes per training task, shared out over its sim.draws copies (and over the
-  # streams under sim.member_draws: the simulation then costs what one policy's does)
+  # sim.seeds episodes per training task and stream (member under sim.member_draws), shared
+  # out over the stream's sim.draws copies
   M, draws = data_streams(config), max(1, int(config.sim.draws))
   n = n_tasks // bank_copies(config)  # training tasks per copy
-  seeds = np.arange(max(1, int(config.sim.seeds) // draws // M))
+  seeds = np.arange(max(1, int(config.sim.seeds) // draws))
   pairs_task, pairs_seed, ranges = [], [], []
   for m in range(M):  # records are written stream by stream: SFT slices them (summary "streams")
     tasks_m = np.concatenate([np.arange(c * n, (c + 1) * n) for c in stream_copies(config, m)])

@@ -84,19 +84,19 @@ def base() -> ml_collections.ConfigDict:
   # geometry (distances, kernel predictions), which carries over to shifted config spaces
 
   c.sim = ml_collections.ConfigDict()
-  c.sim.seeds = 192  # episodes kept per training task (shared out over draws and members)
+  c.sim.seeds = 64  # episodes kept per training task (per member under sim.member_draws)
   c.sim.rollouts = 35  # N of best-of-N per (task, seed): 7 scorers (6 kernels + ridge) x 5 modes
   c.sim.chunk = 64  # (task, seed) pairs per jitted call
   c.sim.draws = 4  # each training task + draws-1 random sub-studies (simulate.train_bank)
   # True: a bagged ensemble, each member distils its own teacher data (its own draws - 1
-  # sub-studies of every training task and its own rollouts, sim.seeds // members episodes per
-  # task). Chosen on validation sub-studies (README "Model selection", seeds 0-3, with
-  # sft.member_batches = "shared" and sim.seeds 64 -> 192, i.e. as many episodes per member as
-  # before): K = 1 / 5 mean 0.0341 / 0.0066 against 0.0619 / 0.0083 with one shared dataset (K = 5
+  # sub-studies of every training task and its own rollouts, sim.seeds episodes per task: 3x the
+  # teacher episodes with 3 members). Chosen on validation sub-studies (README "Model
+  # selection", seeds 0-3, with sft.member_batches = "shared"): K = 1 / 5 mean 0.0341 / 0.0066
+  # against 0.0619 / 0.0083 with one shared dataset (K = 5
   # lower in all four seeds; K = 1 far lower in the two seeds that lost admire 3B, level in the
   # other two). A fifth seed afterwards: K = 5 lower again, K = 1 worse (admire 3B lost), so over
   # 5 seeds K = 5 is lower in all, K = 1 not shown different (0.045 vs 0.058, s.e. 0.020).
-  # With sim.seeds 64 (a third of the episodes each) it was worse (seeds 0 / 1).
+  # With a third of the episodes per member (sim.seeds=21) it was worse (seeds 0 / 1).
   c.sim.member_draws = True
   c.sim.max_cheap_rows = 64  # smaller candidate sets in training: attention cost ~ A * keys
   c.sim.max_target_configs = 128
