@@ -223,9 +223,9 @@ def agent_records(config, workdir, tables, splits) -> list:
   from autollmr import agent
   from autollmr import rl
   records = []
+  pooled = bool(config.model.get("pool", ""))  # sft_agent = the pooled runs (model.pool)
   for method, load in ((agent.METHOD, None), (rl.METHOD, rl.load_policy)):
     model = load(config, workdir) if load else None
-    pooled = bool(config.model.get("pool", ""))  # sft_agent = the pooled runs (model.pool)
     if load and model is None or not load and not (pooled or agent.has_checkpoint(workdir)):
       continue
     t0 = time.time()

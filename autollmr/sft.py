@@ -180,7 +180,7 @@ def member_batches(config) -> str:
   """sft.member_batches under sim.member_draws: "own" (each member its own sft.batch_size rows
   per step: members x the input-feature cost) or "shared" (one batch of every member's records,
   each member's loss on its own rows: one policy's cost, a third of the rows each with 3)."""
-  v = str(config.sft.get("member_batches", "own"))
+  v = str(config.sft.get("member_batches", "shared"))
   if v not in ("own", "shared"):
     raise ValueError(f"--config.sft.member_batches must be 'own' or 'shared', got {v!r}")
   return v
@@ -274,7 +274,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   sharding.check_divisible(int(c.batch_size), mesh, "--config.sft.batch_size")
   graphdef, state, lr = init_state(config)
   # One data stream, or one per ensemble member (sim.member_draws: each member distils its own
-  # teacher data; the batch is their batches concatenated, sft.batch_size rows each).
+  # teacher data, from its own rows of one batch or, member_batches = "own", its own batch).
   ranges = sim.get("streams") or [None]
   n_streams = len(ranges)
   if n_streams != simulate.data_streams(config):
