@@ -361,10 +361,10 @@ class Policy(nnx.Module):
 class Ensemble(nnx.Module):
   """`model.members` policies acting as one: their log-probabilities and values averaged.
 
-  Why: distilled policies of different training seeds fail on different held-out tasks (README
-  "Model selection": on validation one seed's admire pick is 0.045, another's 0.16); averaging
-  their log-probabilities keeps the picks they agree on. SFT trains each member on its own
-  cross-entropy (sft.py); RL and evaluation see only the averaged policy.
+  Why: distilled policies of different training seeds fail on different held-out tasks
+  (docs/experiments.md "Model selection": on validation one seed's admire pick is 0.045, another's
+  0.16); averaging their log-probabilities keeps the picks they agree on. SFT trains each member
+  on its own cross-entropy (sft.py); RL and evaluation see only the averaged policy.
   """
 
   def __init__(self, members):

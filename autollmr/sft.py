@@ -322,11 +322,13 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       rate = (step - n0) * int(c.batch_size) * len(its) / max(time.time() - t0, 1e-9)
       last = dict(step=step, lr=float(lr(step)), examples_per_s=rate, **aux)
       bar.set_postfix(loss=f"{aux['loss']:.3f}", acc=f"{aux['acc']:.2f}", ex_s=f"{rate:.0f}")
-    if step % int(c.checkpoint_every) == 0 or step == int(c.steps):
+    every = int(c.val_every)
+    if step == int(c.steps) or (every > 0 and step % every == 0):
       model, _ = nnx.merge(graphdef, state)
       per = {}
       last = dict(last, step=step, val_regret=val_regret(config, model, val, per),
                   val_by_table=per)
+    if step % int(c.checkpoint_every) == 0 or step == int(c.steps):
       mngr.save(step, args=_ckpt_args(state, its, True), force=True)
     if last.get("step") == step:
       _log(metrics_path, tb, last)
@@ -383,8 +385,9 @@ def load_policy(config, workdir):
 
 def pooled_policy(config, spec: str):
   """`model.pool` = "DIR[:i],DIR[:i],...": the members of several finished runs' SFT checkpoints
-  (all of them, or member i) as one Ensemble, e.g. members of separately trained seeds (README
-  "A bagged ensemble"). Each run must have been trained with this config's model settings."""
+  (all of them, or member i) as one Ensemble, e.g. members of separately trained seeds
+  (docs/experiments.md "Model selection", "A bagged ensemble"). Each run must have been trained
+  with this config's model settings."""
   members = []
   for item in [x.strip() for x in spec.split(",") if x.strip()]:
     d, _, i = item.partition(":")

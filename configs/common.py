@@ -57,18 +57,19 @@ def base() -> ml_collections.ConfigDict:
   c.model.mlp = 128
   c.model.max_keys = 272  # known tokens attended to (>= env.max_cheap_rows + max turns)
   c.model.kernels = "0.03:0.5,0.1:2,0.3:2"  # (h:lam) kernel-regression input features
-  # Both chosen on validation with hwgpt held out (README "Model selection", 3-9 seeds):
+  # Both chosen on validation with hwgpt held out (docs/experiments.md "Model selection", 3-9
+  # seeds):
   # (lam:fid_weight) in-context quadratic ridge fits, each one more input feature and one more
   # teacher scorer (model.ridge_predict): lam the penalty, fid_weight > 0 down-weights results far
-  # in fidelity from the target; "" = none. Chosen on validation sub-studies (README "Model
-  # selection"), mean of seeds 0-2, K = 1: 0.0643 vs 0.0818 without; K = 5: 0.0083 vs 0.0116
+  # in fidelity from the target; "" = none. Chosen on validation sub-studies (docs/experiments.md
+  # "Model selection"), mean of seeds 0-2, K = 1: 0.0643 vs 0.0818 without; K = 5: 0.0083 vs 0.0116
   # (a second fit, "1:0,1:1", was worse in both seeds tried).
   c.model.ridges = "1:0"
   # > 1: an ensemble of policies, log-probs averaged (model.Ensemble), each member distilled on
-  # its own loss. Chosen on validation sub-studies (README "Model selection", seeds 0 / 1; seed 2
-  # agreed afterwards): mean K = 1 / 5 0.0533 / 0.0077 with 3 members against 0.0643 / 0.0083 with
-  # one (5 members over 5 seeds: K = 5 lower in every seed, K = 1 no different; not adopted: the
-  # main job took 24 min with 5, README).
+  # its own loss. Chosen on validation sub-studies (docs/experiments.md "Model selection", seeds
+  # 0 / 1; seed 2 agreed afterwards): mean K = 1 / 5 0.0533 / 0.0077 with 3 members against
+  # 0.0643 / 0.0083 with one (5 members over 5 seeds: K = 5 lower in every seed, K = 1 no
+  # different; not adopted: the main job took 24 min with 5, README "Measured here").
   # Costs ~1.5x SFT and ~2x RL time on 2 CPU cores.
   c.model.members = 3
   # "DIR[:i],...": evaluate (and start RL from) the pooled members of these finished runs' SFT
@@ -77,8 +78,9 @@ def base() -> ml_collections.ConfigDict:
   c.model.global_to_candidates = False  # candidates also attend to the global token
   # A learned surrogate head (model.py): per-candidate scores fitted in SFT to the ranking of the
   # training tasks' true target values (sft.surrogate_coef, sft.surrogate_temp), added to the
-  # target candidates' logits with a learned weight. Off: on validation sub-studies (README "Model
-  # selection", seeds 0 / 1) worse with surrogate_coef 1, level with 0.1.
+  # target candidates' logits with a learned weight. Off: on validation sub-studies
+  # (docs/experiments.md "Model selection", seeds 0 / 1) worse with surrogate_coef 1, level with
+  # 0.1.
   c.model.surrogate = False
   c.model.raw_features = False  # absolute config features in the token; off: only relative
   # geometry (distances, kernel predictions), which carries over to shifted config spaces
@@ -90,9 +92,9 @@ def base() -> ml_collections.ConfigDict:
   c.sim.draws = 4  # each training task + draws-1 random sub-studies (simulate.train_bank)
   # True: a bagged ensemble, each member distils its own teacher data (its own draws - 1
   # sub-studies of every training task and its own rollouts, sim.seeds episodes per task: 3x the
-  # teacher episodes with 3 members). Chosen on validation sub-studies (README "Model
-  # selection", seeds 0-3, with sft.member_batches = "shared"): K = 1 / 5 mean 0.0341 / 0.0066
-  # against 0.0619 / 0.0083 with one shared dataset (K = 5
+  # teacher episodes with 3 members). Chosen on validation sub-studies (docs/experiments.md
+  # "Model selection", seeds 0-3, with sft.member_batches = "shared"): K = 1 / 5 mean 0.0341 /
+  # 0.0066 against 0.0619 / 0.0083 with one shared dataset (K = 5
   # lower in all four seeds; K = 1 far lower in the two seeds that lost admire 3B, level in the
   # other two). A fifth seed afterwards: K = 5 lower again, K = 1 worse (admire 3B lost), so over
   # 5 seeds K = 5 is lower in all, K = 1 not shown different (0.045 vs 0.058, s.e. 0.020).
@@ -104,8 +106,9 @@ def base() -> ml_collections.ConfigDict:
   c.sim.fid_weights = "0.5,2.0"  # teacher weight on the fidelity-feature distance
   # Teacher modes: softmax temperatures (0: the argmax) of the adaptive mode (learns from each
   # target result) and of the static one (ranks by the cheap results only, spreading its queries).
-  # Chosen on validation sub-studies (README "Model selection"): static-heavy 0.0085 / 0.0096 at
-  # K = 5 against 0.0260 / 0.0144 with adaptive 0.0,0.1,0.3 and static 0.0,0.1 (seeds 0 / 1).
+  # Chosen on validation sub-studies (docs/experiments.md "Model selection"): static-heavy 0.0085 /
+  # 0.0096 at K = 5 against 0.0260 / 0.0144 with adaptive 0.0,0.1,0.3 and static 0.0,0.1 (seeds
+  # 0 / 1).
   c.sim.temperatures = "0.0,0.1"
   c.sim.static_temperatures = "0.0,0.1,0.3"
 
@@ -120,6 +123,10 @@ def base() -> ml_collections.ConfigDict:
   c.sft.surrogate_coef = 1.0  # weight of the surrogate head's ListNet loss (model.surrogate)
   c.sft.surrogate_temp = 0.5  # softmax temperature on the z-scored true target values
   c.sft.checkpoint_every = 200
+  # Greedy val episodes every this many steps (a learning curve; ~30 s each with 3 members on this
+  # CPU, ~45% of the SFT stage at every checkpoint); 0 = only after the last step, which is all
+  # that model selection and RL read.
+  c.sft.val_every = 0
   # Under sim.member_draws: "shared" = one batch of all members' records, each member's loss on
   # its own rows only (one policy's cost: what was validated); "own" = each member its own
   # sft.batch_size rows per step (members x the input-feature cost: 2.5x the SFT time with 3).
@@ -137,7 +144,8 @@ def base() -> ml_collections.ConfigDict:
   c.rl.tasks_per_update = 8  # M tasks sampled per update
   c.rl.group_size = 8  # G episodes per task: the GRPO group
   c.rl.epochs = 1  # PPO passes over each batch of episodes
-  c.rl.lr = 1e-3  # with adv_std=False; chosen on val_select (README "RL on validation")
+  # with adv_std=False; chosen on val_select (docs/experiments.md "RL on validation")
+  c.rl.lr = 1e-3
   c.rl.warmup_steps = 10
   c.rl.clip_norm = 1.0
   c.rl.clip_eps = 0.2
@@ -162,11 +170,12 @@ def base() -> ml_collections.ConfigDict:
   # task_priorities: groups with equal returns teach nothing); 0 = the curriculum alone.
   c.rl.priority = 0.0
   # Parameters RL updates: "all", or "heads" (pointer, value and surrogate heads; rl.trainable).
-  # "heads" passed no checkpoint on validation either (README "RL on validation", seeds 0 / 1).
+  # "heads" passed no checkpoint on validation either (docs/experiments.md "RL on validation",
+  # seeds 0 / 1).
   c.rl.train_params = "all"
   c.rl.checkpoint_every = 20
   # Evaluate the checkpoint with the lowest val regret, the starting policy included (early
-  # stopping on validation; README: RL lowers training regret but not val regret yet).
+  # stopping on validation; docs/experiments.md: RL lowers training regret, rarely val regret).
   c.rl.select_on_val = True
   # ... and a checkpoint replaces the starting policy only if its val_select gain over it exceeds
   # this many paired standard errors (rl.paired_gain; 0: any lower val_select wins).

@@ -20,6 +20,7 @@ def _params(model):
 def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
   c, tables, splits = tiny_setup
   c.sft.steps, c.sft.checkpoint_every, c.sft.val_seeds = 5, 2, 0
+  c.sft.val_every = 2  # validation rows at 2, 4 and the last step (val_regret None: no val seeds)
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   simulate.run(c, straight, tables, splits)
   shutil.copytree(os.path.join(straight, "sim"), os.path.join(killed, "sim"))
@@ -34,8 +35,10 @@ def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y),
                _params(loaded), _params(b["model"]))
   with open(os.path.join(killed, "sft", "metrics.jsonl")) as f:
-    steps = [json.loads(line)["step"] for line in f]
+    rows = [json.loads(line) for line in f]
+  steps = [r["step"] for r in rows]
   assert steps == sorted(set(steps))  # the resumed run rewrote what came after its checkpoint
+  assert [r["step"] for r in rows if "val_regret" in r] == [2, 4, 5]
 
 
 def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
@@ -50,7 +53,11 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
   assert all(r["n_invalid"] == 0 for r in agent)
   assert all(len(r["anytime_regret"]) <= r["budget"] for r in agent)
   assert os.path.exists(os.path.join(workdir, "sim", "summary.json"))
-  assert os.path.exists(os.path.join(workdir, "sft", "metrics.jsonl"))
+  with open(os.path.join(workdir, "sft", "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  # sft.val_every = 0 (default): validated once, after the last step
+  assert [r["step"] for r in rows if "val_regret" in r] == [c.sft.steps]
+  assert rows[-1]["val_regret"] is not None
   assert os.listdir(os.path.join(workdir, "sft", "tb"))
   pipeline.run(c, workdir)  # a second run skips every stage
 
@@ -95,6 +102,7 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
   c = c.copy_and_resolve_references()
   c.model.members, c.sim.member_draws, c.sim.draws = 2, True, 3
   c.sft.steps, c.sft.checkpoint_every, c.sft.val_seeds = 5, 2, 0
+  c.sft.val_every = 2  # validation rows at 2, 4 and the last step (val_regret None: no val seeds)
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   summary = simulate.run(c, straight, tables, splits)
   bank = simulate.train_bank(c, tables, splits)
