@@ -335,8 +335,14 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   best = _read_best(workdir)
   start_path = os.path.join(out_dir, "val_start.npz")  # the starting policy's per-task val regret
   if best is None and val is not None:  # the starting policy is a candidate too (step 0)
-    model, _ = nnx.merge(graphdef, state)
-    row, per_task = _validate(config, model, val)  # val_select None when sft.val_seeds = 0
+    # The distilled start was validated at the end of SFT (same parameters, same episodes): reuse.
+    saved = (sft.final_val(config, workdir, val)
+             if rc.init == "sft" and not config.model.get("pool", "") else None)
+    if saved is not None:
+      row, per_task = _row(saved[0], saved[1]), saved[2]
+    else:
+      model, _ = nnx.merge(graphdef, state)
+      row, per_task = _validate(config, model, val)  # val_select None when sft.val_seeds = 0
     if row["val_select"] is not None:
       sft._log(metrics_path, tb, dict(step=0, **row))
       if sharding.is_main():
@@ -406,8 +412,12 @@ def _validate(config, model, val) -> tuple[dict, dict]:
   per-task regrets behind val_select (sft.val_regret's per_task) for paired_gain."""
   per, per_task = {}, {}
   v = sft.val_regret(config, model, val, per, per_task)
+  return _row(v, per), per_task
+
+
+def _row(v, per):
   sel = v if v is None or "sub_studies" not in per else 0.5 * (v + per["sub_studies"])
-  return dict(val_regret=v, val_by_table=per, val_select=sel), per_task
+  return dict(val_regret=v, val_by_table=per, val_select=sel)
 
 
 def paired_gain(per_task: dict, start: dict) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from autollmr import pipeline
 from autollmr import rl
 from autollmr import rl_audit
 from autollmr import sft
+from autollmr import simulate
 from autollmr.tasks import Task
 from configs import rl as rl_config
 
@@ -169,6 +170,18 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
               if m["step"] == 0 or m["val_gain"] < -c.rl.select_z * m["val_gain_se"]]
   assert np.isclose(best["val_select"], min(eligible))
   start = dict(np.load(tmp_path / "rl" / "val_start.npz"))  # the audit trail: rl/val_<step>.npz
+  # RL's step 0 reused SFT's validation of the same policy (sft/val_final.npz), only under the
+  # same val settings
+  tables = pipeline.load_tables(c)
+  val = simulate.val_bank(c, tables, pipeline.curate_all(c, tables))
+  v0, _, saved = sft.final_val(c, str(tmp_path), val)
+  assert np.isclose(v0, logged[0]["val_regret"]) and saved.keys() == start.keys()
+  for k in start:
+    np.testing.assert_array_equal(saved[k], start[k])
+  other = ml_collections.ConfigDict(c.to_dict())
+  other.sft.val_seeds += 1
+  assert sft.final_val(other, str(tmp_path), simulate.val_bank(other, tables,
+                       pipeline.curate_all(other, tables))) is None
   per_step = {m["step"]: dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz"))
               for m in logged[1:]}
   for m, row in zip(logged[1:], rl_audit.audit(c, str(tmp_path), per_step)):
