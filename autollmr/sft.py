@@ -362,7 +362,7 @@ def _val_key(config, val) -> str:
   names = [t.name for t in val["tasks"]] + [t.name for t in val.get("sub", {}).get("tasks", [])]
   s, e = config.sft, config.env
   return json.dumps([names, int(s.val_seeds), int(s.val_draws), float(s.val_drop_configs),
-                     int(e.max_cheap_rows), int(e.max_target_configs), int(s.steps)])
+                     int(e.max_cheap_rows), int(e.max_target_configs)])
 
 
 def _save_final_val(config, workdir, val, step, v, per, per_task):
