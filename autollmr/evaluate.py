@@ -10,6 +10,7 @@ same tasks, budgets and seeds, and the env decides cost, budget and the recommen
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -99,6 +100,86 @@ def run_peers(table, tasks, methods, seeds, cfg, bar=None) -> list[dict]:
         if bar is not None:
           bar.update(1)
   return records
+
+
+def run_peer_job(method, parts, seeds, cfg) -> list[list[dict]]:
+  """One peer on parts [(table, tasks, sources)] (sources: the learned peers' training sources,
+  learned_peers.set_training_sources kwargs): run_peers' records per part. The unit of work of
+  peer_pool: one method on one table (and its sub-studies), so a learned peer's fits stay
+  cached in the process that reuses them."""
+  from autollmr import learned_peers
+  out = []
+  try:
+    for table, tasks, sources in parts:
+      learned_peers.set_training_sources(**sources)
+      out.append(run_peers(table, tasks, [method], seeds, cfg))
+  finally:
+    learned_peers.set_training_sources(None)
+  return out
+
+
+def submit_peer_jobs(jobs, seeds, cfg, pool=None, bar=None) -> list:
+  """Futures of run_peer_job for jobs [(method, parts)], in job order; the slow peers are
+  submitted first so two workers finish together. pool None: each job runs here, now."""
+  import concurrent.futures
+  slow = ("smac_mf", "smac_hpo", "optuna_tpe_hyperband", "optuna_tpe", "fsbo", "meta_regressor")
+  futures = [None] * len(jobs)
+  for j in sorted(range(len(jobs)), key=lambda j: slow.index(jobs[j][0])
+                  if jobs[j][0] in slow else len(slow)):
+    method, parts = jobs[j]
+    if pool is None:
+      futures[j] = concurrent.futures.Future()
+      futures[j].set_result(run_peer_job(method, parts, seeds, cfg))
+    else:
+      futures[j] = pool.submit(run_peer_job, method, parts, list(seeds), cfg)
+    if bar is not None:
+      n = sum(len(tasks) for _, tasks, _ in parts) * len(seeds)
+      futures[j].add_done_callback(lambda _, n=n: bar.update(n))
+  return futures
+
+
+def eval_workers(cfg) -> int:
+  """--config.eval.workers: processes that play the peers; 0 = this process, -1 = one per CPU
+  core (at most 8)."""
+  w = int(cfg.eval.get("workers", 0))
+  if w < -1:
+    raise ValueError(f"--config.eval.workers must be -1 (one per core), 0 (this process) or a "
+                     f"count, got {w}")
+  return min(os.cpu_count() or 1, 8) if w == -1 else w
+
+
+@contextlib.contextmanager
+def peer_pool(workers: int):
+  """Worker processes for the peers (yields None for workers = 0): the peers are Python ask/tell
+  loops, one core each, so two workers halve the eval stage's peer time on two cores while this
+  process plays the agents. Spawned, not forked (JAX holds threads); on the CPU backend (an
+  accelerator belongs to this process); with PYTHONHASHSEED fixed unless set, so SMAC's choices
+  (which depend on string hashing) repeat from run to run."""
+  if workers <= 0:
+    yield None
+    return
+  import concurrent.futures
+  import multiprocessing
+  import jax
+  jax.devices()  # this process's backend is chosen before JAX_PLATFORMS is set for the workers
+  one = "1"  # one thread per worker: the workers fill the cores, not each worker's libraries
+  env = dict(JAX_PLATFORMS="cpu", AUTOLLMR_NO_PROGRESS="1",
+             PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED", "0"),
+             OMP_NUM_THREADS=one, OPENBLAS_NUM_THREADS=one, MKL_NUM_THREADS=one,
+             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                        " intra_op_parallelism_threads=1").strip())
+  old = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  try:
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+      yield pool
+  finally:
+    for k, v in old.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
 
 
 def count_peer_episodes(tables_tasks, methods, seeds) -> int:

@@ -145,10 +145,11 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     return
   seeds = list(range(config.eval.seeds))
   t0 = time.time()
-  if n_sub:
-    records = eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub)
-  else:
-    records = eval_all(config, workdir, tables, splits, methods, seeds)
+  with evaluate.peer_pool(evaluate.eval_workers(config)) as pool:
+    if n_sub:
+      records = eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub, pool)
+    else:
+      records = eval_all(config, workdir, tables, splits, methods, seeds, pool)
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   if not sharding.is_main():
     return
@@ -167,50 +168,73 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   print(evaluate.summary_text(records))
 
 
-def eval_all(config, workdir, tables, splits, methods, seeds, bar=None, stand_in=None) -> list:
-  """Every peer and every trained agent on every table's "test" tasks (records).
-  stand_in: {name: table} the learned peers train on in place of the played table."""
-  work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
-  own_bar = bar is None
-  if own_bar:
-    bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
-  records = []
-  from autollmr import learned_peers
-  for table, test_tasks in work:
+def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
+  """[(method, [(table, test tasks, learned-peer sources)])]: every applicable peer on every
+  table's "test" tasks (evaluate.run_peer_job). stand_in: {name: table} the learned peers train
+  on in place of the played table (sub-studies train on the whole tables, as the agent did)."""
+  jobs = []
+  for n, s in splits.items():
+    if not s["test"]:
+      continue
+    table = tables[n]
     if config.eval.split == "lofo":  # learned peers train on the other families only
-      whole = dict(tables, **(stand_in or {}))  # sub-studies train on the whole tables
-      learned_peers.set_training_sources(
-          [(whole[n], s["train"] + s["val"]) for n, s in splits.items()
-           if whole[n].family != table.family and s["train"] + s["val"] and "@" not in n])
-    else:  # own training tasks; a table without any borrows its family's (e.g. regmix)
-      learned_peers.set_training_sources(  # not the extra synthetic draws (name@i): peers
-          None, pool=[t for n, t in tables.items() if "@" not in n],  # train as before
-          stand_in=stand_in)
-    records += evaluate.run_peers(table, test_tasks, methods, seeds, config, bar)
-  learned_peers.set_training_sources(None)
-  if own_bar:
-    bar.close()
-  return records + agent_records(config, workdir, tables, splits)
+      whole = dict(tables, **(stand_in or {}))
+      src = dict(sources=[(whole[m], r["train"] + r["val"]) for m, r in splits.items()
+                          if whole[m].family != table.family and r["train"] + r["val"]
+                          and "@" not in m])
+    else:  # own training tasks; a table without any borrows its family's (e.g. regmix), not
+      # from the extra synthetic draws (name@i); only what this table can use is shipped
+      src = dict(sources=None, pool=[t for m, t in tables.items() if "@" not in m
+                                     and t.family == table.family and m != n],
+                 stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
+    jobs += [(m, [(table, s["test"], src)]) for m in methods
+             if evaluate.peers_lib.applicable(m, table)]
+  return jobs
 
 
-def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int) -> list:
+def eval_all(config, workdir, tables, splits, methods, seeds, pool=None) -> list:
+  """Every peer and every trained agent on every table's "test" tasks (records). The peers run
+  in `pool`'s processes (evaluate.peer_pool) while this one plays the agents."""
+  work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
+  bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
+  futures = evaluate.submit_peer_jobs(peer_jobs(config, tables, splits, methods), seeds, config,
+                                      pool, bar)
+  records = [r for f in futures for part in f.result() for r in part]
+  bar.close()
+  agents = agent_records(config, workdir, tables, splits)
+  return records + agents
+
+
+def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int,
+                     pool=None) -> list:
   """eval_all on `n_sub` random sub-studies of every evaluated table (evaluate.sub_study_table:
   each config dropped with probability eval.sub_drop, the same draws for every method and every
   training seed). A record's task becomes "<target>~<i>", so a family's cell is the mean over its
-  targets x sub-studies. The learned peers train on the whole tables, as the agent did."""
+  targets x sub-studies. The learned peers train on the whole tables, as the agent did; a job is
+  one peer on one table's n_sub sub-studies, so its fits are made once."""
   import zlib
   names = [n for n, s in splits.items() if s["test"]]
   work = [(tables[n], splits[n]["test"]) for n in names]
   bar = evaluate.progress(n_sub * evaluate.count_peer_episodes(work, methods, seeds),
                           f"[eval] peers x {n_sub} sub-studies")
-  records = []
+  subs = []
   for i in range(n_sub):
     sub_tables = dict(tables)
     for n in names:
       sub_tables[n] = evaluate.sub_study_table(tables[n], float(config.eval.sub_drop),
                                                zlib.crc32(f"{n}~{i}".encode()))
-    recs = eval_all(config, workdir, sub_tables, splits, methods, seeds, bar,
-                    stand_in={n: tables[n] for n in names})
+    subs.append(sub_tables)
+  per_sub = [peer_jobs(config, t, splits, methods, stand_in={n: tables[n] for n in names})
+             for t in subs]  # the same (method, table) order in every sub-study
+  keys = [[(m, parts[0][0].name) for m, parts in jobs_i] for jobs_i in per_sub]
+  assert all(k == keys[0] for k in keys), keys
+  jobs = [(job[0], [p for jobs_i in per_sub for p in jobs_i[j][1]])
+          for j, job in enumerate(per_sub[0])]
+  futures = evaluate.submit_peer_jobs(jobs, seeds, config, pool, bar)
+  agents = [agent_records(config, workdir, t, splits) for t in subs]
+  records = []
+  for i in range(n_sub):
+    recs = [r for f in futures for r in f.result()[i]] + agents[i]
     for r in recs:
       r["task"] = f"{r['task']}~{i}"
     records += recs

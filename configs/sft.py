@@ -32,6 +32,7 @@ def get_config(arg: str = ""):
     c.sft.steps, c.sft.batch_size, c.sft.warmup_steps = 6, 8, 2
     c.sft.checkpoint_every, c.sft.log_every, c.sft.val_seeds = 2, 2, 1
     c.eval.methods, c.eval.seeds, c.eval.transcripts = "random,topk_transfer", 1, 1
+    c.eval.workers = 0  # two fast peers: spawning worker processes would cost more (~7 s)
   elif arg:
     raise ValueError(f"configs/sft.py takes '' or 'tiny', got {arg!r}")
   return c

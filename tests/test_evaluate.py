@@ -185,3 +185,36 @@ def test_sub_study_table_drops_configs_at_every_fidelity():
       raise AssertionError("no error")
     except ValueError as e:
       assert "sub_drop" in str(e)
+
+
+def test_peer_workers_give_the_same_records(tmp_path, monkeypatch):
+  """The peers in two worker processes (evaluate.peer_pool) give the same records, in the same
+  order, as in this process: on the standard split and on sub-studies (a job is one peer on every
+  sub-study of a table), a learned peer included (its training sources travel with the job)."""
+  from autollmr import pipeline
+  monkeypatch.setenv("AUTOLLMR_NO_PROGRESS", "1")
+  cfg = common.base()
+  cfg.data_dir = "none"
+  cfg.tasks.families = "synthetic_steplaw_dense,grpo"
+  cfg.tasks.budgets = "1,3"
+  tables = pipeline.load_tables(cfg)
+  splits = pipeline.curate_all(cfg, tables)
+  methods, seeds = ["random", "topk_transfer", "meta_regressor"], [0, 1]
+  w = str(tmp_path)  # no agent here: peers only
+  serial = pipeline.eval_all(cfg, w, tables, splits, methods, seeds)
+  serial_sub = pipeline.eval_sub_studies(cfg, w, tables, splits, methods, seeds, 2)
+  with evaluate.peer_pool(2) as pool:
+    assert pool is not None
+    par = pipeline.eval_all(cfg, w, tables, splits, methods, seeds, pool)
+    par_sub = pipeline.eval_sub_studies(cfg, w, tables, splits, methods, seeds, 2, pool)
+  drop = lambda rs: [{k: v for k, v in r.items() if k != "decision_ms"} for r in rs]
+  assert len(serial) == len(methods) * len(seeds) * sum(len(s["test"]) for s in splits.values())
+  assert drop(par) == drop(serial) and drop(par_sub) == drop(serial_sub)
+  assert {r["task"][-2:] for r in serial_sub} == {"~0", "~1"}
+  assert "JAX_PLATFORMS" not in os.environ or os.environ["JAX_PLATFORMS"] != "cpu"
+  cfg.eval.workers = -2
+  try:
+    evaluate.eval_workers(cfg)
+    assert False, "workers=-2 accepted"
+  except ValueError as e:
+    assert "--config.eval.workers" in str(e)
