@@ -148,38 +148,44 @@ def eval_workers(cfg) -> int:
   return min(os.cpu_count() or 1, 8) if w == -1 else w
 
 
+# One thread per worker: the workers fill the cores, not each worker's numerical libraries. The
+# CPU backend: an accelerator belongs to the main process.
+WORKER_ENV = dict(JAX_PLATFORMS="cpu", AUTOLLMR_NO_PROGRESS="1", OMP_NUM_THREADS="1",
+                  OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def _worker_init():
+  """Runs in each worker before it imports JAX or NumPy (spawned workers import only the main
+  module's top level, and autollmr.main's imports neither)."""
+  os.environ.update(WORKER_ENV)
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + WORKER_XLA_FLAGS).strip()
+  import jax
+  jax.config.update("jax_platforms", "cpu")  # in case the main module imported JAX already
+
+
 @contextlib.contextmanager
 def peer_pool(workers: int):
   """Worker processes for the peers (yields None for workers = 0): the peers are Python ask/tell
-  loops, one core each, so two workers halve the eval stage's peer time on two cores while this
-  process plays the agents. Spawned, not forked (JAX holds threads); on the CPU backend (an
-  accelerator belongs to this process); with PYTHONHASHSEED fixed unless set, so SMAC's choices
-  (which depend on string hashing) repeat from run to run."""
+  loops, so one single-threaded worker per core halves the peers' time on two cores. Spawned,
+  not forked (JAX holds threads). PYTHONHASHSEED is fixed (0 unless set) for the workers, so
+  SMAC's choices, which depend on string hashing, repeat from run to run; this process's own
+  environment is otherwise left alone."""
   if workers <= 0:
     yield None
     return
   import concurrent.futures
   import multiprocessing
-  import jax
-  jax.devices()  # this process's backend is chosen before JAX_PLATFORMS is set for the workers
-  one = "1"  # one thread per worker: the workers fill the cores, not each worker's libraries
-  env = dict(JAX_PLATFORMS="cpu", AUTOLLMR_NO_PROGRESS="1",
-             PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED", "0"),
-             OMP_NUM_THREADS=one, OPENBLAS_NUM_THREADS=one, MKL_NUM_THREADS=one,
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                        " intra_op_parallelism_threads=1").strip())
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
+  old = os.environ.get("PYTHONHASHSEED")
+  os.environ["PYTHONHASHSEED"] = old or "0"  # read at interpreter start: set before spawning
   try:
     with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init) as pool:
       yield pool
   finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
+    if old is None:
+      os.environ.pop("PYTHONHASHSEED", None)
 
 
 def count_peer_episodes(tables_tasks, methods, seeds) -> int:
@@ -374,6 +380,9 @@ def leaderboard_md(records: list[dict], command: str) -> str:
     ms = [m for m in methods if any((m, f, k) in fam for k in budgets)]
     tasks = sorted({r["task"] for r in records if r["family"] == f})
     lines += _md_grid(f"{f} (targets: {', '.join(tasks)})", ms, budgets, cell)
+  versus = versus_best_peer(records, budgets)
+  if versus:
+    lines += ["## Agents against the best peer", ""] + [f"- {v}" for v in versus] + [""]
   return "\n".join(lines)
 
 
@@ -482,4 +491,35 @@ def summary_text(records: list[dict]) -> str:
         cells.append(f"{'-':>{w}}" if v is None else
                      f"{(f'{v:.4f}' + ('*' if np.isclose(v, best[c]) else ' ')):>{w}}")
       lines.append(f"{m:<22}" + "".join(cells))
-  return "\n".join(lines)
+  return "\n".join(lines + [""] + versus_best_peer(records, ks))
+
+
+def versus_best_peer(records: list[dict], budgets) -> list[str]:
+  """Each agent (method *_agent) against the best peer at each budget: overall, and per family
+  below (strictly), level with (within 1e-6: both 0, say) or behind the family's best peer."""
+  fam = family_table(records)
+  allf = overall_table(records)
+  families = sorted({r["family"] for r in records})
+  methods = sorted({r["method"] for r in records})
+  agents = [m for m in methods if m.endswith("_agent")]
+  peers = [m for m in methods if m not in agents]
+  lines = []
+  for a in agents:
+    for k in budgets:
+      over = {m: float(allf[(m, k)][0].mean()) for m in peers
+              if (m, k) in allf and allf[(m, k)][1] == len(families)}
+      if (a, k) not in allf or not over:
+        continue
+      best = min(over, key=over.get)
+      out = {"below": [], "level with": [], "behind": []}
+      for f in families:
+        vs = [float(fam[(m, f, k)].mean()) for m in peers if (m, f, k) in fam]
+        if (a, f, k) not in fam or not vs:
+          continue
+        d = float(fam[(a, f, k)].mean()) - min(vs)
+        out["below" if d < -1e-6 else "behind" if d > 1e-6 else "level with"].append(f)
+      lines.append(f"{a} at K={k}: overall {float(allf[(a, k)][0].mean()):.4f} against the best "
+                   f"peer's {over[best]:.4f} ({best}); per family "
+                   + "; ".join(f"{w} the best peer on {len(fs)} ({', '.join(fs)})"
+                               for w, fs in out.items() if fs))
+  return lines

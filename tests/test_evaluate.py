@@ -218,3 +218,17 @@ def test_peer_workers_give_the_same_records(tmp_path, monkeypatch):
     assert False, "workers=-2 accepted"
   except ValueError as e:
     assert "--config.eval.workers" in str(e)
+
+
+def test_versus_best_peer_counts_below_level_behind():
+  """The agent against the family's best peer: below, level (both 0) or behind, per family."""
+  recs = []
+  for f, vals in {"a": dict(x_agent=0.1, p=0.2, q=0.3), "b": dict(x_agent=0.0, p=0.0, q=0.1),
+                  "c": dict(x_agent=0.2, p=0.3, q=0.15)}.items():
+    for m, v in vals.items():
+      recs += [dict(method=m, family=f, task="t", budget=1, seed=s, regret=v) for s in range(2)]
+  line, = evaluate.versus_best_peer(recs, [1])
+  assert line.startswith("x_agent at K=1: overall 0.1000 against the best peer's 0.1667 (p)")
+  assert ("below the best peer on 1 (a); level with the best peer on 1 (b); behind the best "
+          "peer on 1 (c)") in line
+  assert "## Agents against the best peer" in evaluate.leaderboard_md(recs, "cmd")
