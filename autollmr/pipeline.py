@@ -194,7 +194,8 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
 
 def eval_all(config, workdir, tables, splits, methods, seeds, pool=None) -> list:
   """Every peer and every trained agent on every table's "test" tasks (records). The peers run
-  in `pool`'s processes (evaluate.peer_pool) while this one plays the agents."""
+  in `pool`'s processes (evaluate.peer_pool), then this one plays the agents (both at once would
+  fight over the cores)."""
   work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
   bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
   futures = evaluate.submit_peer_jobs(peer_jobs(config, tables, splits, methods), seeds, config,
@@ -231,10 +232,11 @@ def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int
   jobs = [(job[0], [p for jobs_i in per_sub for p in jobs_i[j][1]])
           for j, job in enumerate(per_sub[0])]
   futures = evaluate.submit_peer_jobs(jobs, seeds, config, pool, bar)
+  peers = [f.result() for f in futures]
   agents = [agent_records(config, workdir, t, splits) for t in subs]
   records = []
   for i in range(n_sub):
-    recs = [r for f in futures for r in f.result()[i]] + agents[i]
+    recs = [r for part in peers for r in part[i]] + agents[i]
     for r in recs:
       r["task"] = f"{r['task']}~{i}"
     records += recs

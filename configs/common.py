@@ -45,7 +45,7 @@ def base() -> ml_collections.ConfigDict:
   # targets, so one pick decides a cell; sub-studies give a mean and a spread per family.
   c.eval.sub_studies = 0
   c.eval.sub_drop = 0.5
-  # Processes that play the peers while this one plays the agents (evaluate.peer_pool): -1 = one
+  # Processes that play the peers before this one plays the agents (evaluate.peer_pool): -1 = one
   # per CPU core (at most 8), 0 = all in this process. Same records either way.
   c.eval.workers = -1
   c.eval.transcripts = 2  # Markdown episodes per family and agent in results/transcripts/ (0: none)
