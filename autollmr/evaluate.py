@@ -152,7 +152,7 @@ def eval_workers(cfg) -> int:
 # CPU backend: an accelerator belongs to the main process.
 WORKER_ENV = dict(JAX_PLATFORMS="cpu", AUTOLLMR_NO_PROGRESS="1", OMP_NUM_THREADS="1",
                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"  # XLA:CPU on one thread
 
 
 def _worker_init():
