@@ -265,11 +265,39 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   ok = lambda ex: ((jnp.any(ex & cheap, 1) | ~had_cheap) & (jnp.sum(ex & ~cheap, 1) >= 2))[:, None]
   both, cfg_only = exists & keep_cfg & keep_fid, exists & keep_cfg
   exists2 = jnp.where(ok(both), both, jnp.where(ok(cfg_only), cfg_only, exists))
-  signed_MxA = params.sign * params.values_FxC[fid, cfg]
-  tgt = exists2 & ~cheap
-  y_star = params.sign * jnp.min(jnp.where(tgt, signed_MxA, jnp.inf), 1)
-  y_worst = params.sign * jnp.max(jnp.where(tgt, signed_MxA, -jnp.inf), 1)
-  return p.replace(cand_exists_NxA=exists2, y_star_N=y_star, y_worst_N=y_worst)
+  return _with_candidates(p, exists2)
+
+
+def _with_candidates(p: EnvParams, exists_NxA) -> EnvParams:
+  """p with these candidates, y* and y_worst recomputed over the target configs left."""
+  signed_NxA = p.sign * p.values_FxC[p.cand_fid_NxA, p.cand_config_NxA]
+  tgt = exists_NxA & ~p.cand_cheap_NxA
+  y_star = p.sign * jnp.min(jnp.where(tgt, signed_NxA, jnp.inf), 1)
+  y_worst = p.sign * jnp.max(jnp.where(tgt, signed_NxA, -jnp.inf), 1)
+  return p.replace(cand_exists_NxA=exists_NxA, y_star_N=y_star, y_worst_N=y_worst)
+
+
+HOLDOUT_KEY = 20261124  # fixed: RL's bank and the gate's bank must split the configs the same way
+
+
+def config_holdout(params: EnvParams, frac: float, held: bool):
+  """Splits every task's target configs into two fixed, disjoint parts: a share `frac` of the
+  configs (by a fixed random draw over the table's config axis) is "held". held=False keeps the
+  other target configs (RL trains on these, rl.holdout_configs); held=True keeps only the held
+  ones (the gate that decides whether an RL checkpoint replaces the distilled policy plays
+  these). Cheap rows stay in both: the lab's cheap sweep is the same, only the configs whose
+  target result RL may learn from differ. y* and y_worst are recomputed per part. Returns
+  (params, ok_N): ok_N False where the part would keep < 2 target configs (those tasks are
+  left as they are; a gate should drop them)."""
+  if not 0.0 < float(frac) < 1.0:
+    raise ValueError(f"--config.rl.holdout_configs must be in (0, 1) to hold configs out, got {frac}")
+  C = params.values_FxC.shape[1]
+  held_C = jax.random.uniform(jax.random.key(HOLDOUT_KEY), (C,)) < float(frac)
+  in_held = held_C[params.cand_config_NxA]
+  cheap, exists = params.cand_cheap_NxA, params.cand_exists_NxA
+  part = exists & (cheap | (in_held if held else ~in_held))
+  ok_N = jnp.sum(part & ~cheap, 1) >= 2
+  return _with_candidates(params, jnp.where(ok_N[:, None], part, exists)), ok_N
 
 
 # --- the A-sized view a policy reads ------------------------------------------------------------

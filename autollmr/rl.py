@@ -303,7 +303,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
                              config.sim.max_target_configs)
   if bank is None:
     raise RuntimeError("[rl] no training tasks in the chosen families")
-  val = simulate.val_bank(config, tables, splits)
+  if float(rc.get("holdout_configs", 0.0)):  # RL never sees the held configs' target results
+    bank["params"] = env_lib.config_holdout(bank["params"], float(rc.holdout_configs), False)[0]
+  val, held = gate_banks(config, tables, splits)
   sizes = bank["sizes"]
   max_keys = int(config.sim.max_cheap_rows) + sizes.max_turns
   graphdef, state, ref_graphdef, ref_state, lr = init_states(config, workdir)
@@ -334,15 +336,15 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   last, t_train, env_steps = {}, 0.0, 0
   best = _read_best(workdir)
   start_path = os.path.join(out_dir, "val_start.npz")  # the starting policy's per-task val regret
-  if best is None and val is not None:  # the starting policy is a candidate too (step 0)
+  if best is None and (val is not None or held is not None):  # the start is a candidate (step 0)
     # The distilled start was validated at the end of SFT (same parameters, same episodes): reuse.
-    saved = (sft.final_val(config, workdir, val)
-             if rc.init == "sft" and not config.model.get("pool", "") else None)
+    saved = (sft.final_val(config, workdir, val) if rc.init == "sft" and held is None
+             and not config.model.get("pool", "") else None)
     if saved is not None:
       row, per_task = _row(saved[0], saved[1]), saved[2]
     else:
       model, _ = nnx.merge(graphdef, state)
-      row, per_task = _validate(config, model, val)  # val_select None when sft.val_seeds = 0
+      row, per_task = _validate(config, model, val, held)  # val_select None: sft.val_seeds = 0
     if row["val_select"] is not None:
       sft._log(metrics_path, tb, dict(step=0, **row))
       if sharding.is_main():
@@ -380,7 +382,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     bar.set_postfix(regret=f"{m['regret']:.3f}", kl=f"{m['kl']:.3f}")
     if step % int(rc.checkpoint_every) < per_call or step >= total:
       model, _ = nnx.merge(graphdef, state)
-      row, per_task = _validate(config, model, val)
+      row, per_task = _validate(config, model, val, held)
       last.update(row)
       if per_task and sharding.is_main():  # per-task regrets behind val_select, for audits
         np.savez(os.path.join(out_dir, f"val_{step}.npz"), **per_task)
@@ -405,14 +407,37 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
                                                             if t_train else None))
 
 
-def _validate(config, model, val) -> tuple[dict, dict]:
+def gate_banks(config, tables, splits):
+  """The banks RL checkpoints are validated on: the val tasks (simulate.val_bank, with their
+  sub-study draws) and, under `rl.holdout_configs`, the training tasks restricted to their held
+  target configs (simulate.held_bank; else None)."""
+  val = simulate.val_bank(config, tables, splits)
+  held = (simulate.held_bank(config, tables, splits)
+          if float(config.rl.get("holdout_configs", 0.0)) else None)
+  return val, held
+
+
+def _validate(config, model, val, held=None) -> tuple[dict, dict]:
   """val_regret (the val tasks), val_by_table, and val_select, the early-stopping criterion: the
   mean of the val tasks' regret and their sub-studies' (sft.val_draws) where there are draws (the
   few val tasks alone move in steps of one decision), else the val tasks' regret. Also the
-  per-task regrets behind val_select (sft.val_regret's per_task) for paired_gain."""
+  per-task regrets behind val_select (sft.val_regret's per_task) for paired_gain. With a held
+  bank (rl.holdout_configs) val_select is select_value: every val task and every held training
+  task one cluster, the tables weighing equally (as in the leaderboard)."""
   per, per_task = {}, {}
-  v = sft.val_regret(config, model, val, per, per_task)
-  return _row(v, per), per_task
+  v = sft.val_regret(config, model, val, per, per_task) if val is not None else None
+  row = _row(v, per)
+  tasks = list(val["tasks"]) if "tasks" in per_task else []
+  if held is not None and int(config.sft.val_seeds) > 0:
+    h = {}
+    per["held"] = sft.val_regret(config, model, held, None, h)
+    per_task["held"] = h["tasks"]
+    tasks += list(held["tasks"])
+    row["val_select"] = select_value(per_task | dict(table=np.array([t.table for t in tasks])))
+  if tasks:  # the budgets K = 1..5 of one target share its landscape: one cluster (paired_gain)
+    per_task["table"] = np.array([t.table for t in tasks])
+    per_task["landscape"] = np.array([f"{t.table}:{t.target}" for t in tasks])
+  return row, per_task
 
 
 def _row(v, per):
@@ -420,27 +445,68 @@ def _row(v, per):
   return dict(val_regret=v, val_by_table=per, val_select=sel)
 
 
+def clusters(per_task: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(value_n, weight_n, cluster_n) of the tasks behind val_select. A val task's value is 1/2 its
+  regret + 1/2 the mean over its sub-study draws (entries i, i + n, i + 2n, ... of "sub",
+  simulate.val_bank); a held training task's (rl.holdout_configs) its regret. Weights: with held
+  tasks the tables ("table", one per task) weigh equally, else every task does. Clusters: the
+  tasks of one landscape ("landscape": table and target; its budgets K = 1..5 share the
+  landscape and the policy's first picks, so they move together), or each task its own where
+  the record predates "landscape"."""
+  parts = []
+  if "tasks" in per_task:
+    c = np.asarray(per_task["tasks"], np.float64)
+    n = len(c)
+    if "sub" in per_task:
+      s = np.asarray(per_task["sub"], np.float64)
+      if len(s) % n:
+        raise ValueError(f"paired_gain: {len(s)} sub-study draws for {n} val tasks")
+      c = 0.5 * c + 0.5 * s.reshape(-1, n).mean(0)
+    parts.append(c)
+  if "held" in per_task:
+    parts.append(np.asarray(per_task["held"], np.float64))
+  c_n = np.concatenate(parts) if parts else np.zeros(0)
+  group_n = (np.unique(np.asarray(per_task["landscape"]), return_inverse=True)[1]
+             if "landscape" in per_task else np.arange(len(c_n)))
+  if "held" in per_task:
+    _, inv, counts = np.unique(np.asarray(per_task["table"]), return_inverse=True,
+                               return_counts=True)
+    return c_n, 1.0 / (len(counts) * counts[inv]), group_n
+  return c_n, np.full(len(c_n), 1.0 / max(len(c_n), 1)), group_n
+
+
+def select_value(per_task: dict) -> float:
+  """val_select from per-task regrets (the weighted mean of the clusters)."""
+  c_n, w_n, _ = clusters(per_task)
+  return float((c_n * w_n).sum())
+
+
 def paired_gain(per_task: dict, start: dict) -> tuple[float, float]:
-  """val_select(policy) - val_select(start) and its standard error, pairing each val task (and
-  each sub-study draw) with itself: the two groups weigh 1/2 each, as in val_select. The draws of
-  val task i are entries i, i + n, i + 2n, ... of "sub" (simulate.val_bank); they share a target,
-  so they are one cluster with it: the s.e. is that of the per-task means
-  c_i = 1/2 (task_i diff) + 1/2 (mean diff over its draws), not of n x draws independent pairs
-  (too small when the draws of a task move together). Why the test: a checkpoint is adopted only if its gain exceeds
-  rl.select_z standard errors (on validation, gains of 2-4% in val_select were noise that did not
-  carry over to held-out sub-studies)."""
-  groups = [k for k in ("tasks", "sub") if k in per_task and k in start]
-  if not groups:
+  """val_select(policy) - val_select(start) and its standard error, pairing each task (a val task
+  with its sub-study draws, or a held training task; `clusters`) with itself. The s.e. is
+  cluster-robust over the G landscapes: with D_g = sum of w_i d_i over cluster g and W_g its
+  weight, sqrt(G / (G - 1) sum_g (D_g - W_g gain)^2) (one task per cluster and equal weights:
+  std(d) / sqrt(n)); not that of independent tasks or draws, too small when the draws of a task,
+  or the budgets of a landscape, move together. Why the test: a checkpoint is adopted only if
+  its gain exceeds rl.select_z standard errors (on validation, gains of 2-4% in val_select were
+  noise that did not carry over to held-out sub-studies)."""
+  keys = [k for k in ("tasks", "sub", "held") if k in per_task and k in start]
+  if not keys:
     return 0.0, 0.0
-  w = 1.0 / len(groups)
-  diff = {k: np.asarray(per_task[k], np.float64) - np.asarray(start[k], np.float64)
-          for k in groups}
-  n = len(diff.get("tasks", diff[groups[0]]))
-  if "sub" in diff and len(diff["sub"]) % n:
-    raise ValueError(f"paired_gain: {len(diff['sub'])} sub-study draws for {n} val tasks")
-  c_n = sum(w * (d if k == "tasks" else d.reshape(-1, n).mean(0)) for k, d in diff.items())
-  se = float(c_n.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-  return float(c_n.mean()), se
+  # which task is which is the bank's, the same for both (a start saved by sft.final_val has none)
+  meta = {k: per_task[k] if k in per_task else start[k] for k in ("table", "landscape")
+          if k in per_task or k in start}
+  c1, w_n, g_n = clusters({k: per_task[k] for k in keys} | meta)
+  c0, _, _ = clusters({k: start[k] for k in keys} | meta)
+  if c1.shape != c0.shape:
+    raise ValueError(f"paired_gain: {len(c1)} tasks against {len(c0)} of the start")
+  d_n = c1 - c0
+  gain = float((w_n * d_n).sum())
+  G = int(g_n.max()) + 1 if len(g_n) else 0
+  D_g = np.bincount(g_n, w_n * d_n, G)
+  W_g = np.bincount(g_n, w_n, G)
+  se = float(np.sqrt(G / (G - 1) * ((D_g - W_g * gain) ** 2).sum())) if G > 1 else 0.0
+  return gain, se
 
 
 def _read_best(workdir):

@@ -4,8 +4,9 @@
   python -m autollmr.rl_audit --workdir=DIR --replay     # re-validate the checkpoints on disk
 
 For each validated RL checkpoint: val_select, the paired gain over the starting policy, its
-standard error clustered by val task (rl.paired_gain, the rule's s.e.) and the unclustered one
-(each sub-study draw an independent pair, the rule before 2026-11-24), and whether it passes
+standard error clustered by landscape (rl.paired_gain, the rule's s.e.; runs older than that
+rule get their tasks' landscapes from their config) and the unclustered one (each task and
+sub-study draw an independent pair, the rule before 2026-11-24), and whether it passes
 rl.select_z. --replay restores the checkpoints kept on disk (rl/ckpt: the last two; rl/best) and
 plays the val bank again: for runs that predate rl/val_<step>.npz. The run's own config.json is
 used (same val bank, same seed).
@@ -21,14 +22,18 @@ import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from autollmr import pipeline
 from autollmr import rl
-from autollmr import simulate
 
 
 def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
-  """The pre-2026-11-24 s.e.: the val tasks and the draws as independent pairs, weighed 1/2."""
+  """The pre-2026-11-24 s.e.: the val tasks and the draws as independent pairs, weighed 1/2
+  (runs with a held bank, rl.holdout_configs: their clusters, equal weights)."""
+  if "held" in per_task:
+    d = rl.clusters(per_task)[0] - rl.clusters(start)[0]
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
   groups = [k for k in ("tasks", "sub") if k in per_task and k in start]
   gain, var = 0.0, 0.0
   for k in groups:
@@ -38,13 +43,26 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   return float(gain), float(np.sqrt(var))
 
 
+def landscapes(config) -> dict:
+  """Which val (and held) task is which, for runs whose val_<step>.npz predate "landscape": the
+  gate's banks rebuilt from the run's config (no policy is played)."""
+  tables = pipeline.load_tables(config)
+  splits = pipeline.curate_all(config, tables)
+  pipeline.add_synthetic_training(config, tables, splits)
+  val, held = rl.gate_banks(config, tables, splits)
+  tasks = (list(val["tasks"]) if val is not None else []) + (
+      list(held["tasks"]) if held is not None else [])
+  return dict(table=np.array([t.table for t in tasks]),
+              landscape=np.array([f"{t.table}:{t.target}" for t in tasks]))
+
+
 def replay(config, workdir) -> dict[int, dict]:
   """Per-task val regrets of every RL checkpoint on disk (rl/ckpt and rl/best), played again."""
   tables = pipeline.load_tables(config)
   splits = pipeline.curate_all(config, tables)
   pipeline.add_synthetic_training(config, tables, splits)
-  val = simulate.val_bank(config, tables, splits)
-  if val is None:
+  val, held = rl.gate_banks(config, tables, splits)
+  if val is None and held is None:
     raise ValueError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
   out = {}
   for sub in ("ckpt", "best"):
@@ -56,7 +74,8 @@ def replay(config, workdir) -> dict[int, dict]:
     for step in steps:
       if step in out:
         continue
-      out[step] = rl._validate(config, rl.restore_policy(config, workdir, sub, step), val)[1]
+      out[step] = rl._validate(config, rl.restore_policy(config, workdir, sub, step), val,
+                               held)[1]
   return out
 
 
@@ -66,12 +85,14 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
     raise FileNotFoundError(f"{start_path}: no starting-policy val regrets (rl.select_on_val off, "
                             "or a run from before paired selection)")
   start = dict(np.load(start_path))
+  if "landscape" not in start:  # an older run: cluster its tasks by landscape as the rule now does
+    start |= landscapes(config)
   rows = []
   for step in sorted(per_step):
     per = per_step[step]
     gain, se = rl.paired_gain(per, start)
     _, se_old = unclustered_gain(per, start)
-    sel = float(np.mean([np.mean(per[k]) for k in ("tasks", "sub") if k in per]))
+    sel = rl.select_value(per)
     rows.append(dict(step=step, val_select=sel, gain=gain, se=se, z=gain / se if se else float("nan"),
                      se_unclustered=se_old, z_unclustered=gain / se_old if se_old else float("nan"),
                      passes=bool(gain < -float(config.rl.select_z) * se)))
@@ -80,6 +101,7 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # jax's backend probing logs at INFO under absl
   workdir = os.path.expanduser(flags.FLAGS.workdir)
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):

@@ -143,6 +143,25 @@ def val_bank(config, tables, splits) -> dict | None:
   return val
 
 
+def held_bank(config, tables, splits) -> dict | None:
+  """The training tasks at eval size, each with only its held target configs
+  (env.config_holdout, `rl.holdout_configs`): the share of every training task RL never sees a
+  target result of, on which its checkpoints are gated (rl.py) beside the val tasks. Why: the val
+  tasks cover two families (the ones with >= 2 training levels); these cover every family RL
+  trains on. Tasks with < 2 held target configs are left out."""
+  bank = build_bank(config, tables, splits, "train", config.env.max_cheap_rows,
+                    config.env.max_target_configs)
+  if bank is None:
+    return None
+  params, ok_N = env_lib.config_holdout(bank["params"], float(config.rl.holdout_configs), True)
+  keep = np.flatnonzero(np.asarray(ok_N))
+  if not len(keep):
+    return None
+  params = env_lib.sub_studies(params, jnp.asarray(keep, jnp.int32), jax.random.key(0), 0.0, 0.0)
+  return dict(params=params, sizes=bank["sizes"], tasks=[bank["tasks"][i] for i in keep],
+              names=[bank["names"][i] for i in keep], family_N=bank["family_N"][keep])
+
+
 def data_streams(config) -> int:
   """How many separate teacher datasets SFT reads: one per ensemble member under
   `sim.member_draws`, else one that every member shares."""

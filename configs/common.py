@@ -183,6 +183,11 @@ def base() -> ml_collections.ConfigDict:
   # ... and a checkpoint replaces the starting policy only if its val_select gain over it exceeds
   # this many paired standard errors (rl.paired_gain; 0: any lower val_select wins).
   c.rl.select_z = 2.0
+  # Share of every training task's target configs RL never sees a target result of; its
+  # checkpoints are then also gated on these held configs (every family RL trains on, not only
+  # the val tasks' two; env.config_holdout, simulate.held_bank). 0: off. Chosen on validation
+  # (docs/experiments.md "A gate over every family").
+  c.rl.holdout_configs = 0.5
   c.rl.log_every = 5
 
   # Devices (sharding.py): a (data, model) mesh; data=-1 = every device that `model` leaves.

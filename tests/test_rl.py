@@ -84,6 +84,64 @@ def test_paired_gain_weighs_tasks_and_draws_like_val_select():
                    dict(tasks=start["tasks"], sub=start["sub"][:5]))
 
 
+def test_paired_gain_with_held_tasks_weighs_tables_equally():
+  """rl.holdout_configs: val clusters and held training tasks, each table 1/n_tables."""
+  start = dict(tasks=np.array([0.1, 0.3]), held=np.array([0.2, 0.2, 0.2, 0.0]),
+               table=np.array(["a", "a", "b", "b", "b", "c"]))
+  # clusters a: 0.1, 0.3 (w 1/6 each); b: 0.2 x 3 (w 1/9 each); c: 0.0 (w 1/3)
+  assert np.isclose(rl.select_value(start), (0.4 / 6) + (0.6 / 9))
+  new = dict(start, tasks=np.array([0.1, 0.1]), held=np.array([0.2, 0.1, 0.2, 0.3]))
+  gain, se = rl.paired_gain(new, start)
+  d = np.array([0.0, -0.2, 0.0, -0.1, 0.0, 0.3])
+  w = np.array([1 / 6, 1 / 6, 1 / 9, 1 / 9, 1 / 9, 1 / 3])
+  assert np.isclose(gain, (w * d).sum())
+  assert np.isclose(gain, rl.select_value(new) - rl.select_value(start))
+  assert np.isclose(se, np.sqrt(6 / 5 * (w ** 2 * (d - gain) ** 2).sum()))
+  # equal weights (no held bank): the same s.e. as std / sqrt(n)
+  plain = rl.paired_gain(dict(tasks=d), dict(tasks=np.zeros(6)))
+  assert np.allclose(plain, (d.mean(), d.std(ddof=1) / np.sqrt(6)))
+  # landscapes as clusters: the tasks of one (table, target) move together; the gain is the same,
+  # the s.e. is over the 4 landscapes (D_g - W_g gain), here with a's two tasks one landscape
+  land = np.array(["a:x", "a:x", "b:y", "b:y", "b:z", "c:w"])
+  gain2, se2 = rl.paired_gain(new | dict(landscape=land), start)  # the start may lack it
+  D = np.array([w[:2] @ d[:2], w[2:4] @ d[2:4], w[4] * d[4], w[5] * d[5]])
+  W = np.array([w[:2].sum(), w[2:4].sum(), w[4], w[5]])
+  assert np.isclose(gain2, gain) and np.isclose(se2, np.sqrt(4 / 3 * ((D - W * gain) ** 2).sum()))
+
+
+def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_setup):
+  """RL's bank keeps the non-held target configs, the gate's bank only the held ones: disjoint
+  per task (by config, across the train-size and eval-size banks), cheap rows the same, y* / y_worst
+  those of the part, every gate task with >= 2 target configs."""
+  c, tables, splits = tiny_setup
+  c.rl.holdout_configs = 0.5
+  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+                             c.sim.max_target_configs)
+  rl_p, ok = jax.tree.map(np.asarray, env.config_holdout(bank["params"], 0.5, False))
+  held = simulate.held_bank(c, tables, splits)
+  assert held is not None and 0 < len(held["tasks"]) <= len(bank["tasks"])
+  h = jax.tree.map(np.asarray, held["params"])
+  np.testing.assert_array_equal(h.values_FxC, rl_p.values_FxC)  # one config axis in both
+  index = {name: i for i, name in enumerate(bank["names"])}
+  checked = 0
+  for m, name in enumerate(held["names"]):
+    i = index[name]
+    if not ok[i]:
+      continue
+    tgt = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & ~q.cand_cheap_NxA[n]].tolist())
+    assert not tgt(rl_p, i) & tgt(h, m) and len(tgt(h, m)) >= 2
+    cheap = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & q.cand_cheap_NxA[n]].tolist())
+    assert cheap(rl_p, i) == set(np.asarray(bank["params"].cand_config_NxA[i])[
+        np.asarray(bank["params"].cand_exists_NxA[i] & bank["params"].cand_cheap_NxA[i])].tolist())
+    ex = h.cand_exists_NxA[m] & ~h.cand_cheap_NxA[m]
+    y = h.sign * h.values_FxC[h.cand_fid_NxA[m][ex], h.cand_config_NxA[m][ex]]
+    assert np.isclose(h.sign * h.y_star_N[m], y.min()) and np.isclose(h.sign * h.y_worst_N[m], y.max())
+    checked += 1
+  assert checked > 0
+  with pytest.raises(ValueError, match="holdout_configs"):
+    env.config_holdout(bank["params"], 1.0, True)
+
+
 def test_task_priorities_favour_tasks_whose_returns_differ(tiny_setup):
   from autollmr import model as model_lib
   from autollmr import simulate
@@ -170,13 +228,15 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
               if m["step"] == 0 or m["val_gain"] < -c.rl.select_z * m["val_gain_se"]]
   assert np.isclose(best["val_select"], min(eligible))
   start = dict(np.load(tmp_path / "rl" / "val_start.npz"))  # the audit trail: rl/val_<step>.npz
-  # RL's step 0 reused SFT's validation of the same policy (sft/val_final.npz), only under the
-  # same val settings
+  # SFT's validation of the same policy (sft/val_final.npz), which RL's step 0 reuses when there is
+  # no held bank (rl.holdout_configs = 0), gives the same val tasks' regrets; only under the same
+  # val settings
   tables = pipeline.load_tables(c)
   val = simulate.val_bank(c, tables, pipeline.curate_all(c, tables))
   v0, _, saved = sft.final_val(c, str(tmp_path), val)
-  assert np.isclose(v0, logged[0]["val_regret"]) and saved.keys() == start.keys()
-  for k in start:
+  assert np.isclose(v0, logged[0]["val_regret"]) and set(saved) == {"tasks", "sub"}
+  assert {"held", "table", "landscape"} <= set(start)  # the default gate: val + held configs
+  for k in saved:
     np.testing.assert_array_equal(saved[k], start[k])
   other = ml_collections.ConfigDict(c.to_dict())
   other.sft.val_seeds += 1
@@ -193,7 +253,10 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   replayed = rl_audit.replay(c, str(tmp_path))  # checkpoints on disk, played again: same regrets
   assert c.rl.steps in replayed
   for k, v in per_step[c.rl.steps].items():
-    np.testing.assert_allclose(replayed[c.rl.steps][k], v, atol=1e-6)
+    if v.dtype.kind == "U":  # which task is which
+      np.testing.assert_array_equal(replayed[c.rl.steps][k], v)
+    else:
+      np.testing.assert_allclose(replayed[c.rl.steps][k], v, atol=1e-6)
   picked = rl.load_policy(c, str(tmp_path))
   ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
@@ -231,6 +294,30 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   assert {"sft_agent", "rl_agent", "random"} <= set(tasks_by_method)
   want = {f"{t}~{i}" for t in test_targets for i in range(2)}
   assert all(ts == want for ts in tasks_by_method.values()), tasks_by_method
+
+
+def test_rl_with_held_configs_gates_on_them(tmp_path, monkeypatch):
+  """rl.holdout_configs: the start and every checkpoint are validated on the val tasks and the
+  held training tasks (one cluster each, in val_<step>.npz); the audit re-derives the rule."""
+  monkeypatch.setenv("AUTOLLMR_DATA", "none")
+  monkeypatch.setenv("AUTOLLMR_NO_PROGRESS", "1")
+  c = rl_config.get_config("tiny")
+  c.rl.holdout_configs, c.rl.steps, c.rl.updates_per_call, c.rl.checkpoint_every = 0.5, 2, 1, 2
+  c.stages = "curate,simulate,sft,rl"
+  pipeline.run(c, str(tmp_path))
+  start = dict(np.load(tmp_path / "rl" / "val_start.npz"))
+  last = dict(np.load(tmp_path / "rl" / "val_2.npz"))
+  assert len(start["held"]) > 0 and len(start["table"]) == len(start["tasks"]) + len(start["held"])
+  assert len(start["landscape"]) == len(start["table"])
+  assert len(set(start["landscape"])) < len(start["landscape"])  # budgets share a landscape
+  rows = [json.loads(x) for x in open(tmp_path / "rl" / "metrics.jsonl")]
+  assert np.isclose(rows[0]["val_select"], rl.select_value(start))
+  gain, se = rl.paired_gain(last, start)
+  row = [r for r in rows if r["step"] == 2 and "val_gain" in r][-1]
+  assert np.isclose(row["val_gain"], gain) and np.isclose(row["val_gain_se"], se)
+  audit = rl_audit.audit(c, str(tmp_path), {2: last})
+  assert np.isclose(audit[0]["gain"], gain) and np.isclose(audit[0]["val_select"],
+                                                           rl.select_value(last))
 
 
 def test_rl_on_the_heads_only_keeps_the_encoder(tmp_path, monkeypatch):
