@@ -421,9 +421,9 @@ def _validate(config, model, val, held=None) -> tuple[dict, dict]:
   """val_regret (the val tasks), val_by_table, and val_select, the early-stopping criterion: the
   mean of the val tasks' regret and their sub-studies' (sft.val_draws) where there are draws (the
   few val tasks alone move in steps of one decision), else the val tasks' regret. Also the
-  per-task regrets behind val_select (sft.val_regret's per_task) for paired_gain. With a held
-  bank (rl.holdout_configs) val_select is select_value: every val task and every held training
-  task one cluster, the tables weighing equally (as in the leaderboard)."""
+  per-task regrets behind val_select (sft.val_regret's per_task) for paired_gain, with each
+  task's table and landscape. With a held bank (rl.holdout_configs) val_select is select_value
+  over the val and the held training tasks, the tables weighing equally (as in the leaderboard)."""
   per, per_task = {}, {}
   v = sft.val_regret(config, model, val, per, per_task) if val is not None else None
   row = _row(v, per)
@@ -433,10 +433,11 @@ def _validate(config, model, val, held=None) -> tuple[dict, dict]:
     per["held"] = sft.val_regret(config, model, held, None, h)
     per_task["held"] = h["tasks"]
     tasks += list(held["tasks"])
-    row["val_select"] = select_value(per_task | dict(table=np.array([t.table for t in tasks])))
   if tasks:  # the budgets K = 1..5 of one target share its landscape: one cluster (paired_gain)
     per_task["table"] = np.array([t.table for t in tasks])
     per_task["landscape"] = np.array([f"{t.table}:{t.target}" for t in tasks])
+  if "held" in per_task:
+    row["val_select"] = select_value(per_task)
   return row, per_task
 
 
