@@ -43,13 +43,18 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   return float(gain), float(np.sqrt(var))
 
 
-def landscapes(config) -> dict:
-  """Which val (and held) task is which, for runs whose val_<step>.npz predate "landscape": the
-  gate's banks rebuilt from the run's config (no policy is played)."""
+def gate_banks(config):
+  """The run's gate banks (rl.gate_banks), rebuilt from its config."""
   tables = pipeline.load_tables(config)
   splits = pipeline.curate_all(config, tables)
   pipeline.add_synthetic_training(config, tables, splits)
-  val, held = rl.gate_banks(config, tables, splits)
+  return rl.gate_banks(config, tables, splits)
+
+
+def landscapes(config) -> dict:
+  """Which val (and held) task is which, for runs whose val_<step>.npz predate "landscape" (no
+  policy is played)."""
+  val, held = gate_banks(config)
   tasks = (list(val["tasks"]) if val is not None else []) + (
       list(held["tasks"]) if held is not None else [])
   return dict(table=np.array([t.table for t in tasks]),
@@ -58,10 +63,7 @@ def landscapes(config) -> dict:
 
 def replay(config, workdir) -> dict[int, dict]:
   """Per-task val regrets of every RL checkpoint on disk (rl/ckpt and rl/best), played again."""
-  tables = pipeline.load_tables(config)
-  splits = pipeline.curate_all(config, tables)
-  pipeline.add_synthetic_training(config, tables, splits)
-  val, held = rl.gate_banks(config, tables, splits)
+  val, held = gate_banks(config)
   if val is None and held is None:
     raise ValueError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
   out = {}
