@@ -268,23 +268,26 @@ def _manager(workdir, sub="ckpt"):
                                options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
 
+def start_policy(config, workdir):
+  """The policy RL starts from (rl.init): the distilled one, or a fresh one (config.seed)."""
+  if config.rl.init == "sft":
+    model = sft.load_policy(config, workdir)
+    if model is None:
+      raise FileNotFoundError(f"rl.init=sft but no SFT checkpoint in {workdir}/sft/ckpt: run the "
+                              "simulate and sft stages first, or use configs/rl_scratch.py")
+    return model
+  if config.rl.init == "scratch":
+    return model_lib.make_policy(config.model, seed=int(config.seed))
+  raise ValueError(f"--config.rl.init must be 'sft' or 'scratch', got {config.rl.init!r}")
+
+
 def init_states(config, workdir):
   """(graphdef, state) of the trained model + optimizer, and the frozen reference policy.
 
   rl.init = "sft": start from (and stay close to) the distilled policy; "scratch": a fresh
   policy, whose initial weights are also the KL reference (so kl_coef only slows drift).
   """
-  if config.rl.init == "sft":
-    model = sft.load_policy(config, workdir)
-    if model is None:
-      raise FileNotFoundError(f"rl.init=sft but no SFT checkpoint in {workdir}/sft/ckpt: run the "
-                              "simulate and sft stages first, or use configs/rl_scratch.py")
-    ref = sft.load_policy(config, workdir)
-  elif config.rl.init == "scratch":
-    model = model_lib.make_policy(config.model, seed=int(config.seed))
-    ref = model_lib.make_policy(config.model, seed=int(config.seed))
-  else:
-    raise ValueError(f"--config.rl.init must be 'sft' or 'scratch', got {config.rl.init!r}")
+  model, ref = start_policy(config, workdir), start_policy(config, workdir)
   tx, lr = make_optimizer(config)
   opt = nnx.Optimizer(model, tx, wrt=trainable(config))
   graphdef, state = nnx.split((model, opt))
@@ -299,12 +302,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     raise ValueError(f"--config.rl.temperature must be > 0, got {rc.temperature}")
   out_dir = os.path.join(workdir, "rl")
   os.makedirs(out_dir, exist_ok=True)
-  bank = simulate.build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
-                             config.sim.max_target_configs)
+  bank = simulate.rl_bank(config, tables, splits)  # no target results of the held configs
   if bank is None:
     raise RuntimeError("[rl] no training tasks in the chosen families")
-  if float(rc.get("holdout_configs", 0.0)):  # RL never sees the held configs' target results
-    bank["params"] = env_lib.config_holdout(bank["params"], float(rc.holdout_configs), False)[0]
   val, held = gate_banks(config, tables, splits)
   sizes = bank["sizes"]
   max_keys = int(config.sim.max_cheap_rows) + sizes.max_turns
@@ -545,8 +545,7 @@ def load_policy(config, workdir):
   sub, best = "ckpt", _read_best(workdir) if config.rl.select_on_val else None
   if best is not None:
     if best["step"] == 0:
-      return (sft.load_policy(config, workdir) if config.rl.init == "sft"
-              else model_lib.make_policy(config.model, seed=int(config.seed)))
+      return start_policy(config, workdir)
     sub = "best"
   mngr = _manager(workdir, sub)
   step = mngr.latest_step()

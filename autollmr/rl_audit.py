@@ -2,6 +2,7 @@
 
   python -m autollmr.rl_audit --workdir=DIR              # from rl/val_<step>.npz (no replay)
   python -m autollmr.rl_audit --workdir=DIR --replay     # re-validate the checkpoints on disk
+  python -m autollmr.rl_audit --workdir=DIR --headroom   # where RL could gain at all (headroom)
 
 For each validated RL checkpoint: val_select, the paired gain over the starting policy, its
 standard error clustered by landscape (rl.paired_gain, the rule's s.e.; runs older than that
@@ -9,7 +10,8 @@ rule get their tasks' landscapes from their config) and the unclustered one (eac
 sub-study draw an independent pair, the rule before 2026-11-24), and whether it passes
 rl.select_z. --replay restores the checkpoints kept on disk (rl/ckpt: the last two; rl/best) and
 plays the val bank again: for runs that predate rl/val_<step>.npz. The run's own config.json is
-used (same val bank, same seed).
+used (same val bank, same seed). --headroom plays the starting policy instead (`headroom`):
+greedy against sampled episodes on RL's training tasks and on the gate's banks.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ import json
 import os
 import re
 
+import jax
 import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 
+from autollmr import agent
 from autollmr import pipeline
 from autollmr import rl
+from autollmr import simulate
 
 
 def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
@@ -43,12 +48,49 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   return float(gain), float(np.sqrt(var))
 
 
-def gate_banks(config):
-  """The run's gate banks (rl.gate_banks), rebuilt from its config."""
+def _tables(config):
+  """The run's tables and splits, rebuilt from its config (as pipeline.run builds them)."""
   tables = pipeline.load_tables(config)
   splits = pipeline.curate_all(config, tables)
   pipeline.add_synthetic_training(config, tables, splits)
-  return rl.gate_banks(config, tables, splits)
+  return tables, splits
+
+
+def gate_banks(config):
+  """The run's gate banks (rl.gate_banks), rebuilt from its config."""
+  return rl.gate_banks(config, *_tables(config))
+
+
+def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
+  """Where RL could gain, before spending its compute: per bank and table, the starting policy's
+  (rl.start_policy) mean regret played greedily (what is evaluated; seeds as sft.val_seeds), the
+  mean of `group` sampled episodes per task (temperature 1: RL's rollouts at the default
+  rl.temperature) and the mean over tasks of the best of those `group`. Why: GRPO learns only
+  from the spread within a group, and a gain the gate can show is bounded by how far the greedy
+  regret sits above zero on its banks. Banks: "train" (RL's tasks as it plays them,
+  simulate.rl_bank), "held", "val" and "val_sub" (the gate's, rl.gate_banks: the held training
+  tasks, the val tasks, their sub-study draws). Tables weigh equally in "overall"."""
+  tables, splits = _tables(config)
+  val, held = rl.gate_banks(config, tables, splits)
+  banks = dict(train=simulate.rl_bank(config, tables, splits), held=held, val=val,
+               val_sub=val.get("sub") if val is not None else None)
+  model = rl.start_policy(config, workdir)
+  seeds = np.arange(max(int(config.sft.val_seeds), 1))
+  out = {}
+  for name, bank in banks.items():
+    if bank is None:
+      continue
+    n = len(bank["tasks"])
+    play = lambda s, **kw: agent.play(model, bank["params"], bank["sizes"], np.repeat(
+        np.arange(n), len(s)), np.tile(s, n), bank["family_N"], **kw)["regret"].reshape(n, -1)
+    greedy_n = play(seeds).mean(1)
+    sampled_nxG = play(np.arange(group), greedy=False, key=jax.random.key(int(config.seed)))
+    table_n = np.array([t.table for t in bank["tasks"]])
+    cols = (greedy_n, sampled_nxG.mean(1), sampled_nxG.min(1))
+    rows = {k: tuple(float(c[table_n == k].mean()) for c in cols) for k in sorted(set(table_n))}
+    rows["overall"] = tuple(float(np.mean([r[i] for r in rows.values()])) for i in range(3))
+    out[name] = rows
+  return out
 
 
 def landscapes(config) -> dict:
@@ -109,6 +151,14 @@ def main(argv):
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: not a workdir of autollmr.main")
   config = ml_collections.ConfigDict(json.load(open(path)))
+  if flags.FLAGS.headroom:
+    print(f"{workdir}: the starting policy's regret, greedy / mean of {flags.FLAGS.group} sampled "
+          f"/ best of {flags.FLAGS.group} sampled (per task, then the table's mean)")
+    for name, rows in headroom(config, workdir, flags.FLAGS.group).items():
+      print(f"{name}:")
+      for table, (g, s, b) in rows.items():
+        print(f"  {table:16s} {g:.4f} / {s:.4f} / {b:.4f}")
+    return
   if flags.FLAGS.replay:
     per_step = replay(config, workdir)
   else:
@@ -130,4 +180,7 @@ def main(argv):
 if __name__ == "__main__":  # flags defined here only: tests import this module beside others
   flags.DEFINE_string("workdir", None, "A workdir with an rl/ stage.", required=True)
   flags.DEFINE_bool("replay", False, "Re-validate the checkpoints on disk.")
+  flags.DEFINE_bool("headroom", False, "Instead: the starting policy's greedy, sampled and "
+                    "best-of-group regret on RL's training bank and the gate's banks.")
+  flags.DEFINE_integer("group", 8, "Sampled episodes per task for --headroom.")
   app.run(main)

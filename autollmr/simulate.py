@@ -143,6 +143,18 @@ def val_bank(config, tables, splits) -> dict | None:
   return val
 
 
+def rl_bank(config, tables, splits) -> dict | None:
+  """The training tasks as RL plays them: training-sized candidate sets (sim.max_*), and under
+  `rl.holdout_configs` without the target results of the held configs (env.config_holdout:
+  those are for the gate, held_bank)."""
+  bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
+                    config.sim.max_target_configs)
+  if bank is not None and float(config.rl.get("holdout_configs", 0.0)):
+    bank["params"] = env_lib.config_holdout(bank["params"], float(config.rl.holdout_configs),
+                                            False)[0]
+  return bank
+
+
 def held_bank(config, tables, splits) -> dict | None:
   """The training tasks at eval size, each with only its held target configs
   (env.config_holdout, `rl.holdout_configs`): the share of every training task RL never sees a

@@ -253,6 +253,17 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     assert row["step"] == m["step"] and np.isclose(row["val_select"], m["val_select"])
     assert row["passes"] == (m["val_gain"] < -c.rl.select_z * m["val_gain_se"])
     assert row["se_unclustered"] >= 0
+  # --headroom: its greedy column is the gate's own start (per table), sampled >= best of group
+  room = rl_audit.headroom(c, str(tmp_path), group=3)
+  n_val = len(start["tasks"])
+  for bank, regret_n, table_n in (("val", start["tasks"], start["table"][:n_val]),
+                                  ("held", start["held"], start["table"][n_val:])):
+    for k in set(table_n):
+      assert np.isclose(room[bank][k][0], regret_n[table_n == k].mean(), atol=1e-6), (bank, k)
+  assert {"train", "held", "val", "val_sub"} <= set(room)
+  for rows in room.values():
+    for greedy, sampled, best_of in rows.values():
+      assert 0 <= best_of <= sampled + 1e-9 <= 1 + 1e-9 and 0 <= greedy <= 1
   replayed = rl_audit.replay(c, str(tmp_path))  # checkpoints on disk, played again: same regrets
   assert c.rl.steps in replayed
   for k, v in per_step[c.rl.steps].items():
