@@ -103,7 +103,9 @@ def base() -> ml_collections.ConfigDict:
   # 5 seeds K = 5 is lower in all, K = 1 not shown different (0.045 vs 0.058, s.e. 0.020).
   # With a third of the episodes per member (sim.seeds=21) it was worse (seeds 0 / 1).
   c.sim.member_draws = True
-  c.sim.max_cheap_rows = 64  # smaller candidate sets in training: attention cost ~ A * keys
+  # Smaller candidate sets in training (attention cost ~ A * keys); 128 was worse on validation
+  # in both seeds tried (docs/experiments.md "Training candidate sets").
+  c.sim.max_cheap_rows = 64
   c.sim.max_target_configs = 128
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
   c.sim.fid_weights = "0.5,2.0"  # teacher weight on the fidelity-feature distance
