@@ -104,7 +104,8 @@ def base() -> ml_collections.ConfigDict:
   # With a third of the episodes per member (sim.seeds=21) it was worse (seeds 0 / 1).
   c.sim.member_draws = True
   # Smaller candidate sets in training (attention cost ~ A * keys); 128 was worse on validation
-  # in both seeds tried (docs/experiments.md "Training candidate sets").
+  # in both seeds tried, 32 level in one and worse in the other (docs/experiments.md "Training
+  # candidate sets").
   c.sim.max_cheap_rows = 64
   c.sim.max_target_configs = 128
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
