@@ -67,9 +67,10 @@ def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
   mean of `group` sampled episodes per task (temperature 1: RL's rollouts at the default
   rl.temperature) and the mean over tasks of the best of those `group`. Why: GRPO learns only
   from the spread within a group, and a gain the gate can show is bounded by how far the greedy
-  regret sits above zero on its banks. Banks: "train" (RL's tasks as it plays them,
-  simulate.rl_bank), "held", "val" and "val_sub" (the gate's, rl.gate_banks: the held training
-  tasks, the val tasks, their sub-study draws). Tables weigh equally in "overall"."""
+  regret sits above zero on its banks. Banks: "train" (RL's training tasks, simulate.rl_bank, as
+  they are: RL plays random sub-studies of them), "held", "val" and "val_sub" (the gate's,
+  rl.gate_banks: the held training tasks, the val tasks, their sub-study draws). Tables weigh
+  equally in "overall"."""
   tables, splits = _tables(config)
   val, held = rl.gate_banks(config, tables, splits)
   banks = dict(train=simulate.rl_bank(config, tables, splits), held=held, val=val,
