@@ -144,7 +144,8 @@ def val_bank(config, tables, splits) -> dict | None:
 
 
 def rl_bank(config, tables, splits) -> dict | None:
-  """The training tasks as RL plays them: training-sized candidate sets (sim.max_*), and under
+  """The training tasks RL draws its episodes from (each as random sub-studies, rl.drop_*):
+  training-sized candidate sets (sim.max_*), and under
   `rl.holdout_configs` without the target results of the held configs (env.config_holdout:
   those are for the gate, held_bank)."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
