@@ -81,8 +81,7 @@ def main(argv):
   if FLAGS.format != "jsonl":
     raise SystemExit(f"--format={FLAGS.format!r}: only jsonl is supported")
   config = FLAGS.config
-  tables = pipeline.load_tables(config)
-  splits = pipeline.curate_all(config, tables)
+  tables, splits = pipeline.build_tables(config)
   eps = episodes(config, FLAGS.workdir, tables, splits)
   path = FLAGS.out or os.path.join(FLAGS.workdir, "export", "sft.jsonl")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

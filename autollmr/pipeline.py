@@ -81,6 +81,48 @@ def add_synthetic_training(config, tables, splits):
       splits[t.name] = {"train": train, "val": [], "test": []}
 
 
+def aux_training(table, train_tasks) -> tuple:
+  """(view, tasks): `table` (another objective of a base table) cut to the fidelities of the base
+  table's training tasks, and those tasks pointed at it. Why the cut: the other metrics of a test
+  target's runs are correlated with its objective (ADMIRE's average is the mean of its benchmark
+  scores), so no fidelity a val or test task targets may reach training under another name."""
+  view = tasks_lib.training_table(table, train_tasks)
+  return view, [dataclasses.replace(t, table=view.name) for t in train_tasks]
+
+
+def add_aux_objectives(config, tables, splits):
+  """`tasks.aux_objectives` = "admire=metric_*,...": every column of a real table's CSV matching
+  the glob becomes a training-only table "<table>@<column>" (sources.objective_variant) holding
+  the base table's training tasks on that objective (aux_training); none is evaluated, and the
+  learned peers do not train on them (names with "@"). Why: a real study records more than its
+  headline metric, and each metric is another landscape of the same runs: ADMIRE's 17 benchmark
+  scores turn its one training landscape (0.5B -> 3B) into 20 without any new run."""
+  raw = config.data_dir or None
+  for entry in csv_list(config.tasks.get("aux_objectives", "")):
+    name, sep, pattern = entry.partition("=")
+    if not sep or name not in tables:
+      raise ValueError(f"--config.tasks.aux_objectives entry {entry!r}: expected TABLE=GLOB with "
+                       f"TABLE among the tables in use {sorted(tables)}")
+    train = splits[name]["train"]
+    if not train:  # e.g. a table of --config.tasks.val_families: its training level is val
+      print(f"[curate] tasks.aux_objectives: {name} has no training tasks here; skipped")
+      continue
+    for col in sources.objective_columns(name, pattern, raw):
+      view, tasks = aux_training(sources.load_table(name, raw, objective=col), train)
+      tables[view.name] = view
+      splits[view.name] = {"train": tasks, "val": [], "test": []}
+
+
+def build_tables(config) -> tuple[dict, dict]:
+  """(tables, splits) as every stage sees them: the tables in use, curated, plus the
+  training-only ones (tasks.synthetic_train, tasks.aux_objectives)."""
+  tables = load_tables(config)
+  splits = curate_all(config, tables)
+  add_synthetic_training(config, tables, splits)
+  add_aux_objectives(config, tables, splits)
+  return tables, splits
+
+
 def stage_curate(config, workdir, tables, splits):
   path = os.path.join(workdir, "curation", "tasks.json")
   if os.path.exists(path):
@@ -335,9 +377,7 @@ def run(config, workdir: str):
   if sharding.is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json(indent=1))
-  tables = load_tables(config)
-  splits = curate_all(config, tables)
-  add_synthetic_training(config, tables, splits)
+  tables, splits = build_tables(config)
   for s in stages:
     logging.info("stage %s", s)
     STAGES[s](config, workdir, tables, splits)

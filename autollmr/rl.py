@@ -434,7 +434,8 @@ def _validate(config, model, val, held=None) -> tuple[dict, dict]:
     per_task["held"] = h["tasks"]
     tasks += list(held["tasks"])
   if tasks:  # the budgets K = 1..5 of one target share its landscape: one cluster (paired_gain)
-    per_task["table"] = np.array([t.table for t in tasks])
+    # a training-only variant ("admire@gsm8k", "<table>@i") weighs as part of its base table
+    per_task["table"] = np.array([t.table.split("@")[0] for t in tasks])
     per_task["landscape"] = np.array([f"{t.table}:{t.target}" for t in tasks])
   if "held" in per_task:
     row["val_select"] = select_value(per_task)

@@ -50,10 +50,7 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
 
 def _tables(config):
   """The run's tables and splits, rebuilt from its config (as pipeline.run builds them)."""
-  tables = pipeline.load_tables(config)
-  splits = pipeline.curate_all(config, tables)
-  pipeline.add_synthetic_training(config, tables, splits)
-  return tables, splits
+  return pipeline.build_tables(config)
 
 
 def gate_banks(config):

@@ -241,8 +241,7 @@ def main(argv):
   from autollmr import lm_train
   from autollmr import pipeline
   config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
-  tables = pipeline.load_tables(config)
-  splits = pipeline.curate_all(config, tables)
+  tables, splits = pipeline.build_tables(config)
   path = lm_train.ensure_tokenizer(config, workdir, tables, splits, force=True)
   sp = load_tokenizer(path)
   print(f"[text] tokenizer with {sp.get_piece_size()} pieces: {path}")

@@ -21,6 +21,9 @@ def base() -> ml_collections.ConfigDict:
   # under a configuration-space shift, e.g. hwgpt,hwgpt_lat (never the test targets).
   c.tasks.val_families = ""
   c.tasks.synthetic_train = 0  # extra training-only draws of the synthetic tables (pipeline.py)
+  # Other objective columns as training-only landscapes, "TABLE=GLOB,..." (e.g. admire=metric_*;
+  # pipeline.add_aux_objectives): only the base table's training fidelities are used.
+  c.tasks.aux_objectives = ""
   c.tasks.test_rho = 1.0  # fraction of cheap results revealed at test (1 = the paper's setting)
   c.tasks.train_rhos = "1.0"  # curriculum of reveal fractions for training tasks
   c.tasks.extra_turns = 2  # turns beyond K (rho = 1): room for a mistake, not for free queries

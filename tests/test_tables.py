@@ -182,3 +182,56 @@ def test_describe_without_data_dir():
   txt = subprocess.run([sys.executable, "-m", "autollmr.gym", "describe"], cwd=REPO,
                        capture_output=True, text=True, check=True, timeout=120, env=env).stdout
   assert "synthetic_steplaw_dense" in txt and "Spearman" in txt
+
+
+def test_other_objective_columns_become_training_only_tables(tmp_path, monkeypatch):
+  """tasks.aux_objectives: each matching column is a "<table>@<column>" table cut to the base
+  table's training fidelities (never a val or test target), holding its training tasks."""
+  from autollmr import pipeline
+  from configs import common
+  df, path = _runs(tmp_path)
+  df["metric_acc::x"] = -df["loss"] + 0.05 * np.sin(np.arange(len(df)))  # a second metric
+  df.to_csv(path, index=False)
+  spec = spec_lib.load_spec(_spec(tmp_path))
+  variant = sources.objective_variant(spec, "metric_acc::x")
+  assert variant["name"] == "mine@acc" and variant["objective"] == {"column": "metric_acc::x",
+                                                                    "direction": "min"}
+  assert spec["objective"]["column"] == "loss"  # the base spec is untouched
+  # pretend "mine" is a built-in real table whose CSV has one more metric column
+  monkeypatch.setattr(sources, "objective_columns", lambda name, pattern, d=None: (
+      [c for c in df.columns if c.startswith("metric_")] if pattern == "metric_*" else []))
+  monkeypatch.setattr(sources, "load_table", lambda name, d=None, use_cache=True, objective=None:
+                      sources.load_spec_table(sources.objective_variant(spec, objective),
+                                              base_dir=str(tmp_path)))
+  cfg = common.base()
+  base = sources.load_spec_table(spec, base_dir=str(tmp_path))
+  tables = {"mine": base}
+  splits = pipeline.curate_all(cfg, tables)
+  assert splits["mine"]["train"] and splits["mine"]["test"]
+  cfg.tasks.aux_objectives = "mine=metric_*"
+  pipeline.add_aux_objectives(cfg, tables, splits)
+  aux, s = tables["mine@acc"], splits["mine@acc"]
+  assert not s["val"] and not s["test"] and len(s["train"]) == len(splits["mine"]["train"])
+  assert all(t.table == "mine@acc" and t.split == "train" for t in s["train"])
+  assert aux.objective == "metric_acc::x"
+  test_targets = {t.target for t in splits["mine"]["test"]}
+  assert test_targets and not test_targets & set(aux.fidelity_names)  # the test level is cut
+  f = aux.fidelity_names.index(s["train"][0].target)
+  g = base.fidelity_names.index(s["train"][0].target)
+  assert not np.allclose(aux.values_FxC[f], base.values_FxC[g], equal_nan=True)
+  # a table whose training level is validation has nothing to lend; a bad entry names itself
+  cfg.tasks.val_families = "mine"
+  tables, splits = {"mine": base}, pipeline.curate_all(cfg, {"mine": base})
+  pipeline.add_aux_objectives(cfg, tables, splits)
+  assert list(tables) == ["mine"]
+  cfg.tasks.aux_objectives = "mine:metric_*"
+  with pytest.raises(ValueError, match="aux_objectives entry 'mine:metric_\\*'"):
+    pipeline.add_aux_objectives(cfg, tables, splits)
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="needs the data directory")
+def test_admire_records_19_other_metrics():
+  cols = sources.objective_columns("admire", "metric_*")
+  assert len(cols) == 19 and "metric_avg_id+ood" not in cols and "metric_gsm8k::tulu" in cols
+  with pytest.raises(ValueError, match="admire_ift_runs.csv: no column matches 'nope_\\*'"):
+    sources.objective_columns("admire", "nope_*")
