@@ -280,9 +280,21 @@ def _with_candidates(p: EnvParams, exists_NxA) -> EnvParams:
 HOLDOUT_KEY = 20261124  # fixed: RL's bank and the gate's bank must split the configs the same way
 
 
-def config_holdout(params: EnvParams, frac: float, held: bool):
+def held_configs(table_sizes, frac: float) -> jax.Array:
+  """The held-config mask over a bank's config axis: per table (name, number of configs), in bank
+  order, a fixed random draw keyed by the table's name. Why per table: a table's held half must
+  not change when other tables join the bank (aux objectives, synthetic draws, fewer families)."""
+  import zlib
+  parts = [jax.random.uniform(jax.random.fold_in(jax.random.key(HOLDOUT_KEY),
+                                                 zlib.crc32(name.encode()) & 0x7FFFFFFF), (C,))
+           < float(frac) for name, C in table_sizes]
+  return jnp.concatenate(parts) if parts else jnp.zeros((0,), bool)
+
+
+def config_holdout(params: EnvParams, frac: float, held: bool, held_C=None):
   """Splits every task's target configs into two fixed, disjoint parts: a share `frac` of the
-  configs (by a fixed random draw over the table's config axis) is "held". held=False keeps the
+  configs (held_C, from held_configs; default one fixed random draw over the whole config axis)
+  is "held". held=False keeps the
   other target configs (RL trains on these, rl.holdout_configs); held=True keeps only the held
   ones (the gate that decides whether an RL checkpoint replaces the distilled policy plays
   these). Cheap rows stay in both: the lab's cheap sweep is the same, only the configs whose
@@ -292,7 +304,10 @@ def config_holdout(params: EnvParams, frac: float, held: bool):
   if not 0.0 < float(frac) < 1.0:
     raise ValueError(f"--config.rl.holdout_configs must be in (0, 1) to hold configs out, got {frac}")
   C = params.values_FxC.shape[1]
-  held_C = jax.random.uniform(jax.random.key(HOLDOUT_KEY), (C,)) < float(frac)
+  if held_C is None:
+    held_C = jax.random.uniform(jax.random.key(HOLDOUT_KEY), (C,)) < float(frac)
+  elif held_C.shape != (C,):
+    raise ValueError(f"config_holdout: held_C has shape {held_C.shape}, the config axis is {C}")
   in_held = held_C[params.cand_config_NxA]
   cheap, exists = params.cand_cheap_NxA, params.cand_exists_NxA
   part = exists & (cheap | (in_held if held else ~in_held))

@@ -123,7 +123,8 @@ def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
   all_tasks = [t for _, ts in built for t in ts]
   family = [model_lib.family_id(v.family) for v, ts in built for _ in ts]
   return dict(params=params, sizes=env_lib.EnvSizes(A, T), tasks=all_tasks,
-              names=[t.name for t in all_tasks], family_N=jnp.asarray(family, jnp.int32))
+              names=[t.name for t in all_tasks], family_N=jnp.asarray(family, jnp.int32),
+              table_sizes=[(v.name, p.values_FxC.shape[1]) for (v, _), p in zip(built, parts)])
 
 
 def val_bank(config, tables, splits) -> dict | None:
@@ -151,8 +152,9 @@ def rl_bank(config, tables, splits) -> dict | None:
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
                     config.sim.max_target_configs)
   if bank is not None and float(config.rl.get("holdout_configs", 0.0)):
-    bank["params"] = env_lib.config_holdout(bank["params"], float(config.rl.holdout_configs),
-                                            False)[0]
+    frac = float(config.rl.holdout_configs)
+    bank["params"] = env_lib.config_holdout(
+        bank["params"], frac, False, env_lib.held_configs(bank["table_sizes"], frac))[0]
   return bank
 
 
@@ -166,7 +168,9 @@ def held_bank(config, tables, splits) -> dict | None:
                     config.env.max_target_configs)
   if bank is None:
     return None
-  params, ok_N = env_lib.config_holdout(bank["params"], float(config.rl.holdout_configs), True)
+  frac = float(config.rl.holdout_configs)
+  params, ok_N = env_lib.config_holdout(bank["params"], frac, True,
+                                        env_lib.held_configs(bank["table_sizes"], frac))
   keep = np.flatnonzero(np.asarray(ok_N))
   if not len(keep):
     return None

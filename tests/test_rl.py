@@ -117,7 +117,10 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
   c.rl.holdout_configs = 0.5
   bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
                              c.sim.max_target_configs)
-  rl_p, ok = jax.tree.map(np.asarray, env.config_holdout(bank["params"], 0.5, False))
+  held_C = env.held_configs(bank["table_sizes"], 0.5)
+  rl_p, ok = jax.tree.map(np.asarray, env.config_holdout(bank["params"], 0.5, False, held_C))
+  np.testing.assert_array_equal(rl_p.cand_exists_NxA, np.asarray(
+      simulate.rl_bank(c, tables, splits)["params"].cand_exists_NxA))
   held = simulate.held_bank(c, tables, splits)
   assert held is not None and 0 < len(held["tasks"]) <= len(bank["tasks"])
   h = jax.tree.map(np.asarray, held["params"])
@@ -140,6 +143,10 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
   assert checked > 0
   with pytest.raises(ValueError, match="holdout_configs"):
     env.config_holdout(bank["params"], 1.0, True)
+  # a table's held half is its own: the same whichever tables share the bank
+  both = np.asarray(env.held_configs([("a", 50), ("b", 70)], 0.5))
+  np.testing.assert_array_equal(both[50:], np.asarray(env.held_configs([("b", 70)], 0.5)))
+  assert 0.3 < both.mean() < 0.7 and not np.array_equal(both[:50], both[50:100])
 
 
 def test_task_priorities_favour_tasks_whose_returns_differ(tiny_setup):
