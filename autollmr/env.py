@@ -291,10 +291,9 @@ def held_configs(table_sizes, frac: float) -> jax.Array:
   return jnp.concatenate(parts) if parts else jnp.zeros((0,), bool)
 
 
-def config_holdout(params: EnvParams, frac: float, held: bool, held_C=None):
+def config_holdout(params: EnvParams, frac: float, held: bool, held_C: jax.Array):
   """Splits every task's target configs into two fixed, disjoint parts: a share `frac` of the
-  configs (held_C, from held_configs; default one fixed random draw over the whole config axis)
-  is "held". held=False keeps the
+  configs (held_C, the mask from held_configs) is "held". held=False keeps the
   other target configs (RL trains on these, rl.holdout_configs); held=True keeps only the held
   ones (the gate that decides whether an RL checkpoint replaces the distilled policy plays
   these). Cheap rows stay in both: the lab's cheap sweep is the same, only the configs whose
@@ -304,9 +303,7 @@ def config_holdout(params: EnvParams, frac: float, held: bool, held_C=None):
   if not 0.0 < float(frac) < 1.0:
     raise ValueError(f"--config.rl.holdout_configs must be in (0, 1) to hold configs out, got {frac}")
   C = params.values_FxC.shape[1]
-  if held_C is None:
-    held_C = jax.random.uniform(jax.random.key(HOLDOUT_KEY), (C,)) < float(frac)
-  elif held_C.shape != (C,):
+  if held_C.shape != (C,):
     raise ValueError(f"config_holdout: held_C has shape {held_C.shape}, the config axis is {C}")
   in_held = held_C[params.cand_config_NxA]
   cheap, exists = params.cand_cheap_NxA, params.cand_exists_NxA

@@ -109,6 +109,9 @@ def add_aux_objectives(config, tables, splits):
       continue
     for col in sources.objective_columns(name, pattern, raw):
       view, tasks = aux_training(sources.load_table(name, raw, objective=col), train)
+      if view.name in tables:  # two columns with one short name would overwrite each other
+        raise ValueError(f"--config.tasks.aux_objectives: column {col!r} of {name} gives the "
+                         f"table name {view.name!r}, which is already in use")
       tables[view.name] = view
       splits[view.name] = {"train": tasks, "val": [], "test": []}
 

@@ -142,7 +142,7 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
     checked += 1
   assert checked > 0
   with pytest.raises(ValueError, match="holdout_configs"):
-    env.config_holdout(bank["params"], 1.0, True)
+    env.config_holdout(bank["params"], 1.0, True, held_C)
   # a table's held half is its own: the same whichever tables share the bank
   both = np.asarray(env.held_configs([("a", 50), ("b", 70)], 0.5))
   np.testing.assert_array_equal(both[50:], np.asarray(env.held_configs([("b", 70)], 0.5)))
