@@ -48,14 +48,9 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   return float(gain), float(np.sqrt(var))
 
 
-def _tables(config):
-  """The run's tables and splits, rebuilt from its config (as pipeline.run builds them)."""
-  return pipeline.build_tables(config)
-
-
 def gate_banks(config):
   """The run's gate banks (rl.gate_banks), rebuilt from its config."""
-  return rl.gate_banks(config, *_tables(config))
+  return rl.gate_banks(config, *pipeline.build_tables(config))
 
 
 def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
@@ -68,7 +63,7 @@ def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
   they are: RL plays random sub-studies of them), "held", "val" and "val_sub" (the gate's,
   rl.gate_banks: the held training tasks, the val tasks, their sub-study draws). Tables weigh
   equally in "overall"."""
-  tables, splits = _tables(config)
+  tables, splits = pipeline.build_tables(config)  # as pipeline.run builds them
   val, held = rl.gate_banks(config, tables, splits)
   banks = dict(train=simulate.rl_bank(config, tables, splits), held=held, val=val,
                val_sub=val.get("sub") if val is not None else None)
