@@ -8,8 +8,9 @@ holds only its task index). Sizes are static: A candidates, T max turns.
 
 Decision process (WORKSPACE.md has the long form; env_reference.py is the same as plain Python):
 - Candidates: per task a fixed list of A (config, fidelity) pairs: first the "cheap rows" (results
-  at the visible fidelities V, capped, see `cheap_rows`), then the target configs; padding slots are
-  absent configs. Action = a candidate index.
+  at the visible fidelities V, capped, see `cheap_rows`), then the target configs (capped by the
+  visible results, never the target's own: `target_candidates`); padding slots are absent
+  configs. Action = a candidate index.
 - Reset: each cheap row is revealed with probability rho, drawn from a counter hash of the
   episode's reveal seed and the row (rho = 1: all cheap results known, the paper's setting; rho = 0:
   online search). A hash, not a permutation, keeps reset and step O(1) in A.
@@ -378,6 +379,33 @@ def cheap_rows(table: Table, visible: list[int], cap: int) -> list[tuple[int, in
   return rows
 
 
+def target_candidates(table: Table, target: int, visible: list[int], cap: int) -> np.ndarray:
+  """The target configs an episode may query, at most `cap`, chosen without the target's values.
+
+  Over the cap, configs are ranked by what the episode can see: first those with a result at the
+  nearest visible fidelity (by that value), then those whose nearest result is one fidelity
+  cheaper, ..., then those with none; half the cap is the top of that ranking and half is spread
+  evenly over the rest, as in `cheap_rows`. (Before 2026-11-25 the ranking used the target's own
+  values: every capped candidate set then held the true top configs, so in training a policy
+  could learn that being a candidate means being good, which no evaluation offers, and a table
+  over the eval cap would have leaked its target.)
+  """
+  cfgs = np.flatnonzero(table.valid_FxC[target])
+  if len(cfgs) <= cap:
+    return cfgs
+  tier = np.full(len(cfgs), len(visible), np.int64)
+  val = np.zeros(len(cfgs))
+  for i, f in enumerate(sorted(visible, key=lambda f: -table.cost_F[f])):
+    v = table.valid_FxC[f, cfgs] & (tier == len(visible))
+    tier[v], val[v] = i, table.sign() * table.values_FxC[f, cfgs[v]]
+  ranked = cfgs[np.lexsort((val, tier))]  # last key is primary: tier, then value
+  top = ranked[: (cap + 1) // 2]
+  rest = ranked[(cap + 1) // 2:]
+  m = cap - len(top)
+  spread = rest[np.linspace(0, len(rest) - 1, m).round().astype(int)]
+  return np.sort(np.concatenate([top, spread]))
+
+
 def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
                 max_target_configs: int = 512, invalid_penalty: float = 0.1,
                 repeat_penalty: float = 0.0, pad_to: int | None = None,
@@ -401,11 +429,9 @@ def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
     if tgt_cfgs.size == 0:
       raise ValueError(f"task {task.name!r}: target {task.target!r} has no valid config")
     tvals = table.values_FxC[t, tgt_cfgs]
-    y_star = tvals[np.argmin(sign * tvals)]
+    y_star = tvals[np.argmin(sign * tvals)]  # over every valid config, candidates or not
     y_worst = tvals[np.argmax(sign * tvals)]
-    if len(tgt_cfgs) > max_target_configs:  # keep the landscape's shape, as for cheap rows
-      tgt_rows = cheap_rows(table, [t], max_target_configs)
-      tgt_cfgs = np.array([c for _, c in tgt_rows])
+    tgt_cfgs = target_candidates(table, t, vis, max_target_configs)
     loc = np.zeros(table.num_fidelities, np.float32)
     scale = np.ones(table.num_fidelities, np.float32)
     for f in vis:

@@ -33,7 +33,7 @@ from autollmr import tasks as tasks_lib
 # peers.py registers these peers at its end, so its helpers are imported where used, not here.
 
 MAX_CHEAP = 256  # cheap rows a training example sees (the eval's env.max_cheap_rows)
-MAX_TARGETS = 1024  # target configs (labels) per training task, spread by rank as the env does
+MAX_TARGETS = 1024  # target configs (labels) per training task, chosen as the env does
 NEAR = 3  # visible fidelities described per candidate, nearest to the target first
 _CACHE: dict = {}
 _WARM: set = set()
@@ -118,8 +118,8 @@ def obs_from_table(view, task, max_targets=MAX_TARGETS):
     loc[f], scale[f] = med, max(hi - lo, 1e-6)
   near = max(vis, key=lambda f: view.cost_F[f])
   tgt = np.flatnonzero(view.valid_FxC[t])
-  if len(tgt) > max_targets:
-    tgt = np.array([c for _, c in env_lib.cheap_rows(view, [t], max_targets)])
+  if len(tgt) > max_targets:  # the env's rule: chosen by the visible results, not the labels
+    tgt = env_lib.target_candidates(view, t, vis, max_targets)
   lab = -sign * (view.values_FxC[t, tgt] - np.median(view.values_FxC[t][view.valid_FxC[t]]))
   x = view.config_features_CxD.astype(np.float64)
   cfg = np.array([c for _, c in rows], np.int64)

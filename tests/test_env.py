@@ -287,3 +287,26 @@ def test_terminated_and_truncated_apart():
   # Both at once (budget runs out on the last turn): terminated wins.
   out = play(tiny(budget=1.0, max_turns=2), [0, 0])
   assert out["terminated"][1] and not out["truncated"][1]
+
+
+def test_target_cap_ignores_the_target_values():
+  """Over `max_target_configs`, the candidates are picked from the visible results: shuffling the
+  target's own values changes nothing, and the nearest visible fidelity's best configs are in."""
+  rng = np.random.default_rng(3)
+  table = make_table(rng, 3, 60, hole_frac=0.0)
+  task = Task(table.name, "f2", ("f0", "f1"), rho=1.0, budget=5.0, max_turns=5)
+  picks = []
+  for perm in (np.arange(60), rng.permutation(60)):
+    vals = table.values_FxC.copy()
+    vals[2] = vals[2, perm]
+    t2 = table.with_changes(values_FxC=vals)
+    cand = env.target_candidates(t2, 2, [0, 1], 10)
+    params, _ = env.make_params(t2, [task], max_target_configs=10)
+    is_tgt = np.asarray(params.cand_fid_NxA[0] == 2) & np.asarray(params.cand_exists_NxA[0])
+    assert sorted(np.asarray(params.cand_config_NxA[0])[is_tgt].tolist()) == cand.tolist()
+    # y* stays the best of every valid target config, candidate or not
+    assert np.isclose(float(params.y_star_N[0]), np.nanmin(vals[2]))
+    picks.append(cand.tolist())
+  assert picks[0] == picks[1] and len(picks[0]) == 10
+  best_at_f1 = np.argsort(table.values_FxC[1])[:5]  # direction "min"
+  assert set(best_at_f1.tolist()) <= set(picks[0])
