@@ -293,9 +293,9 @@ def teacher_ridges(config) -> tuple:
   return model_lib._pairs(config.model.get("ridges", ""))
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges"))
+@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges", "robust_ties"))
 def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys,
-                   ridges=()):
+                   ridges=(), robust_ties=False):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
   ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_predict`) as
@@ -366,9 +366,14 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
     state = jax.tree.map(lambda x, s: jnp.where(
         done_E.reshape(done_E.shape + (1,) * (x.ndim - 1)), s, x), nxt, state)
+    # each query's own regret (1 unless a new target result): what the rollout would have ended
+    # with had its best query been missing is the second best of these (the robust tie-break)
+    own = info["is_target"] & ~info["repeat"] & ~done_E
+    y = params.sign * jnp.where(own, info["value"], jnp.inf)
     rec = dict(queried_T=obs.queried_T, norm_T=obs.norm_T, budget_left=obs.budget_left,
                turn=obs.turn, action=action_E, active=~done_E,
-               regret=jnp.where(done_E, 0.0, info["regret"]))
+               regret=jnp.where(done_E, 0.0, info["regret"]),
+               own_regret=env_lib.regret_of(params, state.task, jnp.where(own, y, jnp.inf)))
     return (state, done_E | info["done"], prior), rec
 
   (state, _, _), rec = jax.lax.scan(turn, (state, jnp.zeros(pair_E.shape, bool), prior),
@@ -376,11 +381,20 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
   regret_PxN = env_lib.regret_of(params, state.task, state.best).reshape(P, n)
   cost_PxN = state.cost_spent.reshape(P, n)
   auc_PxN = rec["regret"].sum(0).reshape(P, n)  # anytime regret summed over the turns
-  best_P = jax.vmap(lambda r, c, a: jnp.lexsort((a, c, r))[0])(regret_PxN, cost_PxN, auc_PxN)
+  # Ties (many rollouts reach the same regret, cost and curve, e.g. all that hit the optimum with
+  # their first query) go to the rollout whose other queries were best (its second-best query's
+  # regret): otherwise the lowest rollout index wins and the student copies whatever that mode
+  # did after the hit (sim.robust_ties; False: the old order)
+  own_TxE = rec["own_regret"]
+  loo_PxN = (jnp.sort(own_TxE, axis=0)[1] if own_TxE.shape[0] > 1
+             else jnp.ones_like(own_TxE[0])).reshape(P, n)
+  best_P = jax.vmap(lambda r, c, a, l: jnp.lexsort((l, a, c, r))[0])(
+      regret_PxN, cost_PxN, auc_PxN, loo_PxN if robust_ties else jnp.zeros_like(loo_PxN))
   pick = lambda x: jax.vmap(lambda xp, b: xp[b])(x.reshape((P, n) + x.shape[1:]), best_P)
-  kept = {k: pick(jnp.swapaxes(v, 0, 1)) for k, v in rec.items() if k != "regret"}  # P x T
+  kept = {k: pick(jnp.swapaxes(v, 0, 1)) for k, v in rec.items()
+          if k not in ("regret", "own_regret")}  # P x T
   return dict(kept, regret_P=pick(regret_PxN.reshape(-1)), cost_P=pick(cost_PxN.reshape(-1)),
-              regret_PxN=regret_PxN)
+              loo_P=pick(loo_PxN.reshape(-1)), regret_PxN=regret_PxN)
 
 
 def run_teacher(config, bank, pairs_task, pairs_seed, key):
@@ -396,7 +410,8 @@ def run_teacher(config, bank, pairs_task, pairs_seed, key):
     out = simulate_chunk(bank["params"], bank["family_N"], jnp.asarray(t), jnp.asarray(s),
                          jax.random.fold_in(key, i), hl, modes, sizes=bank["sizes"],
                          n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows),
-                         ridges=teacher_ridges(config))
+                         ridges=teacher_ridges(config),
+                         robust_ties=bool(config.sim.get("robust_ties", False)))
     outs.append(jax.tree.map(lambda x: np.asarray(x)[:m], out))
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 

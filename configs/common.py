@@ -120,6 +120,9 @@ def base() -> ml_collections.ConfigDict:
   # 0 / 1).
   c.sim.temperatures = "0.0,0.1"
   c.sim.static_temperatures = "0.0,0.1,0.3"
+  # Best-of-N ties (same regret, cost and anytime curve) go to the rollout whose second-best query
+  # was best (simulate.simulate_chunk); False: to the lowest rollout index (the first mode).
+  c.sim.robust_ties = False
 
   c.sft = ml_collections.ConfigDict()
   c.sft.steps = 800
