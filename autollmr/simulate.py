@@ -393,8 +393,13 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
   pick = lambda x: jax.vmap(lambda xp, b: xp[b])(x.reshape((P, n) + x.shape[1:]), best_P)
   kept = {k: pick(jnp.swapaxes(v, 0, 1)) for k, v in rec.items()
           if k not in ("regret", "own_regret")}  # P x T
-  return dict(kept, regret_P=pick(regret_PxN.reshape(-1)), cost_P=pick(cost_PxN.reshape(-1)),
-              loo_P=pick(loo_PxN.reshape(-1)), regret_PxN=regret_PxN)
+  regret_P = pick(regret_PxN.reshape(-1))
+  # The turn of the kept rollout's last improvement: its best-so-far regret first reaches the
+  # final value there; later queries changed nothing the outcome filter saw (sim.cut_after_best)
+  curve_PxT = pick(jnp.swapaxes(rec["regret"], 0, 1))
+  last_P = jnp.argmax(curve_PxT <= regret_P[:, None] + 1e-7, axis=1).astype(jnp.int32)
+  return dict(kept, regret_P=regret_P, cost_P=pick(cost_PxN.reshape(-1)),
+              loo_P=pick(loo_PxN.reshape(-1)), regret_PxN=regret_PxN, last_P=last_P)
 
 
 def run_teacher(config, bank, pairs_task, pairs_seed, key):
@@ -448,6 +453,7 @@ def run(config, workdir, tables, splits) -> dict:
   pairs_task, pairs_seed = np.concatenate(pairs_task), np.concatenate(pairs_seed)
   out = run_teacher(config, bank, pairs_task, pairs_seed, jax.random.key(int(config.seed)))
   stream_P = np.repeat(np.arange(M), len(pairs_task) // M)
+  cut = bool(config.sim.get("cut_after_best", False))
   os.makedirs(out_dir, exist_ok=True)
   n_steps = 0
   tmp = path + ".tmp"
@@ -456,7 +462,10 @@ def run(config, workdir, tables, splits) -> dict:
     for p in range(len(pairs_task)):
       if p == 0 or stream_P[p] != stream_P[p - 1]:
         ranges.append([n_steps, n_steps])
-      for t in np.flatnonzero(out["active"][p]):
+      steps = np.flatnonzero(out["active"][p])
+      if cut:  # only the decisions up to the kept rollout's last improvement
+        steps = steps[steps <= out["last_P"][p]]
+      for t in steps:
         writer.write(encode_step(dict(
             task=np.int32(pairs_task[p]), seed=np.uint32(pairs_seed[p]),
             queried_T=out["queried_T"][p, t], norm_T=out["norm_T"][p, t],

@@ -123,6 +123,10 @@ def base() -> ml_collections.ConfigDict:
   # Best-of-N ties (same regret, cost and anytime curve) go to the rollout whose second-best query
   # was best (simulate.simulate_chunk); False: to the lowest rollout index (the first mode).
   c.sim.robust_ties = False
+  # True: distil only the kept rollout's decisions up to its last improvement of the best-so-far
+  # regret. The later ones changed nothing the best-of-N filter scored, so they are whatever the
+  # winning mode happened to do after its hit (e.g. a line search around it), copied unfiltered.
+  c.sim.cut_after_best = False
 
   c.sft = ml_collections.ConfigDict()
   c.sft.steps = 800

@@ -107,3 +107,30 @@ def test_robust_ties(tiny_setup):
   np.testing.assert_allclose(out[True]["regret_PxN"], out[False]["regret_PxN"])
   assert (out[True]["loo_P"] <= out[False]["loo_P"] + 1e-7).all()
   assert (out[True]["loo_P"] < out[False]["loo_P"] - 1e-7).any()  # the tie-break does something
+
+
+def test_cut_after_best(tmp_path, tiny_setup):
+  """sim.cut_after_best: the records stop at the kept rollout's last improvement. Same rollouts
+  either way; with the cut each episode keeps its first decisions up to that turn, whose
+  best-so-far regret is the episode's final one, and some episodes lose their later decisions."""
+  import jax
+  c, tables, splits = tiny_setup
+  c = c.copy_and_resolve_references()
+  bank = simulate.train_bank(c, tables, splits)
+  task_P = np.repeat(np.arange(len(bank["names"])), 3)
+  seed_P = np.tile(np.arange(3), len(bank["names"]))
+  out = simulate.run_teacher(c, bank, task_P, seed_P, jax.random.key(0))
+  last, active = out["last_P"], out["active"]
+  assert ((last >= 0) & (last < active.sum(1))).all()  # an active decision of the episode
+  assert (last < active.sum(1) - 1).any()  # something is cut in these episodes
+  full = simulate.run(c, str(tmp_path / "full"), tables, splits)
+  c.sim.cut_after_best = True
+  cut = simulate.run(c, str(tmp_path / "cut"), tables, splits)
+  assert cut["teacher_regret_mean"] == full["teacher_regret_mean"]  # the same kept rollouts
+  assert 0 < cut["n_steps"] < full["n_steps"]
+  src = lambda d: grain.sources.ArrayRecordDataSource([os.path.join(d, "sim", simulate.RECORDS)])
+  recs = [simulate.decode_step(r) for r in src(tmp_path / "cut")]
+  by_ep = {}
+  for r in recs:
+    by_ep.setdefault((int(r["task"]), int(r["seed"])), []).append(int(r["turn"]))
+  assert all(t == list(range(len(t))) for t in by_ep.values())  # a prefix of each episode
