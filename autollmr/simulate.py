@@ -97,10 +97,10 @@ def union_params(parts, d_max: int, g_max: int, invalid_penalty: float,
 
 
 def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
-               max_target_configs: int) -> dict:
+               max_target_configs: int, target_rule: str = "visible") -> dict:
   """One EnvParams over the `split` ("train" or "val") tasks of every table, built from each
   table's `training_table` view (train + val fidelities only). Returns params, sizes, family_N,
-  names (one per task) and tasks."""
+  names (one per task) and tasks. target_rule: `env.target_candidates` over the cap."""
   built = []
   for name in sorted(splits):
     s = splits[name]
@@ -112,7 +112,8 @@ def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
     return None
   make = lambda v, ts, **kw: env_lib.make_params(
       v, ts, max_cheap_rows=max_cheap_rows, max_target_configs=max_target_configs,
-      invalid_penalty=config.env.invalid_penalty, repeat_penalty=config.env.repeat_penalty, **kw)
+      invalid_penalty=config.env.invalid_penalty, repeat_penalty=config.env.repeat_penalty,
+      target_rule=target_rule, **kw)
   sizes = [make(v, ts)[1] for v, ts in built]
   A = max(s.num_candidates for s in sizes)
   T = max(s.max_turns for s in sizes)
@@ -150,7 +151,7 @@ def rl_bank(config, tables, splits) -> dict | None:
   `rl.holdout_configs` without the target results of the held configs (env.config_holdout:
   those are for the gate, held_bank)."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
-                    config.sim.max_target_configs)
+                    config.sim.max_target_configs, config.sim.get("target_rule", "visible"))
   if bank is not None and float(config.rl.get("holdout_configs", 0.0)):
     frac = float(config.rl.holdout_configs)
     bank["params"] = env_lib.config_holdout(
@@ -206,7 +207,7 @@ def train_bank(config, tables, splits):
   learn by heart). Under `sim.member_draws` each of the M ensemble members gets its own S - 1
   draws (1 + M (S - 1) copies, `stream_copies`). Task names get a "#copy" suffix."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
-                    config.sim.max_target_configs)
+                    config.sim.max_target_configs, config.sim.get("target_rule", "visible"))
   S = bank_copies(config)
   if bank is None or S <= 1:
     return bank

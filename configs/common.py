@@ -111,6 +111,10 @@ def base() -> ml_collections.ConfigDict:
   # candidate sets").
   c.sim.max_cheap_rows = 64
   c.sim.max_target_configs = 128  # 256 was worse on validation in both seeds (same section)
+  # Which target configs a training task over that cap keeps (env.target_candidates): "visible"
+  # (the best half by the nearest visible results + a spread of the rest) or "random" (a fixed
+  # uniform draw, y* within it: a thinner copy of the landscape, as evaluation's sub-studies).
+  c.sim.target_rule = "visible"
   c.sim.bandwidths = "0.03,0.1,0.3"  # teacher kernel bandwidths (mean sq. standardized distance)
   c.sim.fid_weights = "0.5,2.0"  # teacher weight on the fidelity-feature distance
   # Teacher modes: softmax temperatures (0: the argmax) of the adaptive mode (learns from each
