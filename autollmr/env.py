@@ -395,15 +395,15 @@ def target_candidates(table: Table, target: int, visible: list[int], cap: int,
   could learn that being a candidate means being good, which no evaluation offers, and a table
   over the eval cap would have leaked its target.)
   """
+  if rule not in ("visible", "random"):
+    raise ValueError(f"target candidate rule {rule!r}: expected 'visible' or 'random' "
+                     "(--config.sim.target_rule)")
   cfgs = np.flatnonzero(table.valid_FxC[target])
   if len(cfgs) <= cap:
     return cfgs
   if rule == "random":
     key = zlib.crc32(f"{table.name}/{table.fidelity_names[target]}".encode())
     return np.sort(np.random.default_rng(key).choice(cfgs, cap, replace=False))
-  if rule != "visible":
-    raise ValueError(f"target candidate rule {rule!r}: expected 'visible' or 'random' "
-                     "(--config.sim.target_rule)")
   tier = np.full(len(cfgs), len(visible), np.int64)
   val = np.zeros(len(cfgs))
   for i, f in enumerate(sorted(visible, key=lambda f: -table.cost_F[f])):
@@ -440,12 +440,12 @@ def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
     tgt_cfgs = np.flatnonzero(table.valid_FxC[t])
     if tgt_cfgs.size == 0:
       raise ValueError(f"task {task.name!r}: target {task.target!r} has no valid config")
-    if target_rule == "random":  # a random thinning is a landscape of its own: y* within it
-      tgt_cfgs = target_candidates(table, t, vis, max_target_configs, target_rule)
-    tvals = table.values_FxC[t, tgt_cfgs]
-    y_star = tvals[np.argmin(sign * tvals)]  # over every valid config, candidates or not
+    cand = target_candidates(table, t, vis, max_target_configs, target_rule)
+    # y* over every valid config, candidates or not; a random thinning is a landscape of its own
+    tvals = table.values_FxC[t, cand if target_rule == "random" else tgt_cfgs]
+    y_star = tvals[np.argmin(sign * tvals)]
     y_worst = tvals[np.argmax(sign * tvals)]
-    tgt_cfgs = target_candidates(table, t, vis, max_target_configs, target_rule)
+    tgt_cfgs = cand
     loc = np.zeros(table.num_fidelities, np.float32)
     scale = np.ones(table.num_fidelities, np.float32)
     for f in vis:
