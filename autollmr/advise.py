@@ -493,7 +493,7 @@ def main(argv=None) -> int:
       raise Refusal("--spec PATH and --target NAME are required")
     out = advise(a.spec, a.target, a.k, a.agent, a.method, a.policy, a.reveal, a.seed)
   except (Refusal, spec_lib.SpecError, KeyError) as e:
-    print(f"autollmr.advise: cannot advise: {e}", file=sys.stderr)
+    print(f"error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(out, indent=1) if a.json else format_text(out))
   return 0

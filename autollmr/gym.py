@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from autollmr import sources
+from autollmr import spec as spec_lib
 
 _JSON = flags.DEFINE_bool("json", False, "Print JSON instead of a readable table.")
 _SPEC = flags.DEFINE_multi_string("spec", [], "A JSON table spec of your own CSV (repeatable).")
@@ -48,9 +49,15 @@ def format_text(descs: list[dict]) -> str:
 def main(argv):
   if len(argv) < 2 or argv[1] != "describe":
     sys.exit("usage: python -m autollmr.gym describe [--json] [--spec PATH ...] [--tables a,b]")
-  names = (_TABLES.value if _TABLES.value is not None
-           else sources.available_tables(_DATA_DIR.value))
-  descs = describe(names, _SPEC.value, _DATA_DIR.value)
+  if _TABLES.value is not None:
+    names = _TABLES.value
+  else:  # --spec alone describes only those specs
+    names = [] if _SPEC.value else sources.available_tables(_DATA_DIR.value)
+  try:
+    descs = describe(names, _SPEC.value, _DATA_DIR.value)
+  except spec_lib.SpecError as e:  # a user's mistake: one line, no traceback
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps(descs, indent=1) if _JSON.value else format_text(descs))
 
 

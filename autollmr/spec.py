@@ -11,10 +11,12 @@ built-in tables are declared too (data_tables/specs/*.json). Keys (see data_tabl
   config_key     optional list of columns that identify a config (default: the config features)
   key_decimals   rounding of features when they are the config key (default 6)
   fidelity       {columns: [...], values?: [...] (order and the only allowed values),
-                  name_format?: python format over the columns, features: [{column, name?,
+                  name_format?: text with {column} / {column:si} fields, features: [{column, name?,
                   transform?, scale?}], order?: "cost" (default) | "values"}
   objective      {column, direction: "min" | "max"}
   cost           {column} (mean per fidelity) | {formula: "6*N*D", scale?} ; plus unit
+                 (a formula is arithmetic over columns, checked by expr.py: nothing in a spec
+                 is ever run as code)
   validity       {flag_above?, flag_below?, flag_reason?, exclude_above?, exclude_below?}
   aux            list of {column, name?}: side metrics (latency, memory) kept per cell
   duplicates     "mean" (default) | "first" | "error": rows that land in one (fidelity, config)
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autollmr import expr
 from autollmr.table import Table
 
 TRANSFORMS = {
@@ -125,10 +128,11 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
     _need_column(df, col, where, f"fidelity.columns[{j}]")
   fmt = fid.get("name_format") or ",".join("{%s}" % c for c in fcols)
   try:
-    fnames = np.array([fmt.format(**{c: _Si(r[c]) for c in fcols})
-                       for r in df[fcols].to_dict("records")], dtype=object)
-  except (KeyError, ValueError) as e:
-    raise SpecError(f"{where}: spec key 'fidelity.name_format' {fmt!r} fails: {e}") from e
+    name_format = expr.NameFormat(fmt, list(fcols))
+    fnames = np.array([name_format.format(r) for r in df[fcols].to_dict("records")],
+                      dtype=object)
+  except (expr.ExprError, ValueError) as e:
+    raise SpecError(f"{where}: spec key 'fidelity.name_format' {fmt!r} {e}") from None
   if "values" in fid:
     want = [str(v) for v in fid["values"]]
     names_s = np.array([str(v) for v in fnames], dtype=object)
@@ -309,20 +313,15 @@ def _feature(df, c: dict, col: str, where: str, key: str) -> np.ndarray:
   return x
 
 
-class _Si:
-  """Format-spec helper: '{N:si}' renders 1073741824 as '1.07B' in fidelity names."""
-
-  def __init__(self, v):
-    self.v = v
-
-  def __format__(self, fmt):
-    if fmt != "si":
-      return format(self.v, fmt)
-    x = float(self.v)
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-      if abs(x) >= div:
-        return f"{x / div:.3g}{suffix}"
-    return f"{x:.3g}"
+def evaluate(df: pd.DataFrame, text: str, where: str, key: str) -> np.ndarray:
+  """A spec expression over the frame's columns (float64, so 6*N*D cannot overflow int64)."""
+  try:
+    e = expr.Expression(text)
+  except expr.ExprError as err:
+    raise SpecError(f"{where}: spec key {key!r} {text!r} {err}") from None
+  cols = {c: _numeric(df, _need_column(df, c, where, key), where, allow_missing=True)
+          for c in e.columns}
+  return e.evaluate(cols)
 
 
 def _cost(spec: dict, df: pd.DataFrame, where: str) -> np.ndarray | None:
@@ -333,12 +332,7 @@ def _cost(spec: dict, df: pd.DataFrame, where: str) -> np.ndarray | None:
     col = _need_column(df, cost["column"], where, "cost.column")
     out = _numeric(df, col, where, allow_missing=True)
   elif "formula" in cost:
-    num = df.select_dtypes("number").astype(np.float64)  # int64 6*N*D would overflow
-    try:
-      out = num.eval(cost["formula"], engine="python").to_numpy(np.float64)
-    except Exception as e:
-      raise SpecError(f"{where}: spec key 'cost.formula' {cost['formula']!r} fails on "
-                      f"{_files(df)}: {e}") from e
+    out = evaluate(df, cost["formula"], where, "cost.formula")
   else:
     raise SpecError(f"{where}: spec key 'cost' needs 'column' or 'formula'")
   return out * float(cost.get("scale", 1.0))
