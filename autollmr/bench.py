@@ -248,14 +248,13 @@ def scale_one(n: int, size: str = "tiny", episodes: str = "8x8", updates: int = 
                           ref_sh)
   state, ref_state = sharding.put((state, ref_state), (state_sh, ref_sh))
   params, family_N = sharding.put((bank["params"], bank["family_N"]), sharding.replicated(mesh))
-  weights = jnp.asarray(rl.curriculum_weights(bank["tasks"], 0.0, c.rl))
   key = jax.random.key(0)
   t0 = time.perf_counter()
-  state, m = jax.block_until_ready(update(state, ref_state, params, family_N, weights, key))
+  state, m = jax.block_until_ready(update(state, ref_state, params, family_N, key))
   compile_s = time.perf_counter() - t0
   t0, turns = time.perf_counter(), 0.0
   for i in range(updates):
-    state, m = update(state, ref_state, params, family_N, weights, jax.random.fold_in(key, i))
+    state, m = update(state, ref_state, params, family_N, jax.random.fold_in(key, i))
     turns += float(m["turns"])  # a host sync per update, as in rl.train
   dt = time.perf_counter() - t0
   eps = c.rl.tasks_per_update * c.rl.group_size

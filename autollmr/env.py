@@ -379,13 +379,8 @@ def cheap_rows(table: Table, visible: list[int], cap: int) -> list[tuple[int, in
   return rows
 
 
-def target_candidates(table: Table, target: int, visible: list[int], cap: int,
-                      rule: str = "visible") -> np.ndarray:
+def target_candidates(table: Table, target: int, visible: list[int], cap: int) -> np.ndarray:
   """The target configs an episode may query, at most `cap`, chosen without the target's values.
-
-  rule "random" (training banks only, `sim.target_rule`): a fixed uniform draw of `cap` configs
-  per (table, target) instead, a thinner copy of the whole landscape (`make_params` then takes y*
-  and y_worst over the draw, as a sub-study does). The rest of this docstring is rule "visible".
 
   Over the cap, configs are ranked by what the episode can see: first those with a result at the
   nearest visible fidelity (by that value), then those whose nearest result is one fidelity
@@ -395,15 +390,9 @@ def target_candidates(table: Table, target: int, visible: list[int], cap: int,
   could learn that being a candidate means being good, which no evaluation offers, and a table
   over the eval cap would have leaked its target.)
   """
-  if rule not in ("visible", "random"):
-    raise ValueError(f"target candidate rule {rule!r}: expected 'visible' or 'random' "
-                     "(--config.sim.target_rule)")
   cfgs = np.flatnonzero(table.valid_FxC[target])
   if len(cfgs) <= cap:
     return cfgs
-  if rule == "random":
-    key = zlib.crc32(f"{table.name}/{table.fidelity_names[target]}".encode())
-    return np.sort(np.random.default_rng(key).choice(cfgs, cap, replace=False))
   tier = np.full(len(cfgs), len(visible), np.int64)
   val = np.zeros(len(cfgs))
   for i, f in enumerate(sorted(visible, key=lambda f: -table.cost_F[f])):
@@ -420,11 +409,10 @@ def target_candidates(table: Table, target: int, visible: list[int], cap: int,
 def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
                 max_target_configs: int = 512, invalid_penalty: float = 0.1,
                 repeat_penalty: float = 0.0, pad_to: int | None = None,
-                pad_turns_to: int | None = None, pad_multiple: int = 1,
-                target_rule: str = "visible") -> tuple[EnvParams, EnvSizes]:
+                pad_turns_to: int | None = None,
+                pad_multiple: int = 1) -> tuple[EnvParams, EnvSizes]:
   """Builds EnvParams for `tasks` on `table` (all tasks must name this table). The candidate axis
-  is padded to at least `pad_to` and to a multiple of `pad_multiple`; `target_rule`: how target
-  configs over `max_target_configs` are chosen (`target_candidates`)."""
+  is padded to at least `pad_to` and to a multiple of `pad_multiple`."""
   sign = table.sign()
   per_task = []
   for task in tasks:
@@ -440,9 +428,8 @@ def make_params(table: Table, tasks: list[Task], max_cheap_rows: int = 512,
     tgt_cfgs = np.flatnonzero(table.valid_FxC[t])
     if tgt_cfgs.size == 0:
       raise ValueError(f"task {task.name!r}: target {task.target!r} has no valid config")
-    cand = target_candidates(table, t, vis, max_target_configs, target_rule)
-    # y* over every valid config, candidates or not; a random thinning is a landscape of its own
-    tvals = table.values_FxC[t, cand if target_rule == "random" else tgt_cfgs]
+    cand = target_candidates(table, t, vis, max_target_configs)
+    tvals = table.values_FxC[t, tgt_cfgs]  # y* over every valid config, candidates or not
     y_star = tvals[np.argmin(sign * tvals)]
     y_worst = tvals[np.argmax(sign * tvals)]
     tgt_cfgs = cand

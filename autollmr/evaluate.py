@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -45,7 +44,7 @@ def build_eval_params(table, tasks, cfg):
                              max_target_configs=cfg.env.max_target_configs,
                              invalid_penalty=cfg.env.invalid_penalty,
                              repeat_penalty=cfg.env.repeat_penalty,
-                             pad_multiple=64 if int(cfg.eval.get("sub_studies", 0)) > 0 else 1)
+                             pad_multiple=64 if int(cfg.eval.sub_studies) > 0 else 1)
 
 
 def sub_study_table(table, drop: float, seed: int):
@@ -141,7 +140,7 @@ def submit_peer_jobs(jobs, seeds, cfg, pool=None, bar=None) -> list:
 def eval_workers(cfg) -> int:
   """--config.eval.workers: processes that play the peers; 0 = this process, -1 = one per CPU
   core (at most 8)."""
-  w = int(cfg.eval.get("workers", 0))
+  w = int(cfg.eval.workers)
   if w < -1:
     raise ValueError(f"--config.eval.workers must be -1 (one per core), 0 (this process) or a "
                      f"count, got {w}")

@@ -8,7 +8,7 @@ entropy on the action tokens only, under the same trie mask the decoder uses; en
 (header, known results, result slots, PAD) carry weight zero (`token_weights`).
 
 RL: per update M tasks x G sampled episodes in the text env; return = 1 - regret + the env's
-penalties; one advantage per episode (or per turn, rl.turn_level; rl.advantages), given to every
+penalties; one group-centred advantage per episode (rl.advantages), given to every
 action token of the episode; PPO-clipped per-token ratio, KL to the frozen distilled LM over the
 trie-masked next-token distributions, entropy bonus. Everything of an update is one jax.jit.
 
@@ -315,17 +315,17 @@ def make_rl_update(graphdef, ref_graphdef, sizes, lay, vocab, M, G, rc_items):
     return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent))
 
   @jax.jit
-  def update(state, ref_state, params, tx, family_N, weights_N, key):
+  def update(state, ref_state, params, tx, family_N, key):
     model, opt = nnx.merge(graphdef, state)
     ref = nnx.merge(ref_graphdef, ref_state)
     k1, k2, k3 = jax.random.split(key, 3)
-    task_M = jax.random.choice(k1, weights_N.shape[0], (M,), p=weights_N)
+    task_M = jax.random.choice(k1, family_N.shape[0], (M,))
     task_B = jnp.repeat(task_M, G)
     seed_B = jax.random.bits(k2, (M * G,), jnp.uint32)
     state_f, seq, out = lm_agent.rollout(model, params, tx, family_N, task_B, seed_B, k3, sizes,
                                          lay, False, vocab)
     regret_B = env_lib.regret_of(params, state_f.task, state_f.best)
-    adv_TxB = rl.advantages(out["reward"], out["active"], G, bool(rc["turn_level"]))
+    adv_TxB = rl.advantages(out["reward"], out["active"], G)
     sw = lambda x: jnp.swapaxes(x, 0, 1)
     (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
         model, ref, seq, tx.act_NxAxL[task_B], sw(out["open"]), sw(out["active"]),
@@ -355,8 +355,7 @@ def train_rl(config, workdir, tables, splits) -> dict:
   graphdef, state = nnx.split((model, opt))  # fresh optimizer state on the distilled weights
   ref_graphdef, ref_state = nnx.split(load_model(config, workdir, "sft"))
   rc_items = tuple(sorted(dict(clip_eps=float(rc.clip_eps), kl_coef=float(rc.kl_coef),
-                               entropy_coef=float(rc.entropy_coef),
-                               turn_level=bool(rc.turn_level)).items()))
+                               entropy_coef=float(rc.entropy_coef)).items()))
   M, G = int(lc.tasks_per_update), int(lc.group_size)
   update = make_rl_update(graphdef, ref_graphdef, bank["sizes"], lay, vocab, M, G, rc_items)
   out_dir = _dir(workdir, "rl")
@@ -367,9 +366,8 @@ def train_rl(config, workdir, tables, splits) -> dict:
   key = jax.random.key(int(config.seed) + 1)
   t0, t_train, env_steps, last = time.time(), 0.0, 0.0, {}
   for step in range(1, steps + 1):
-    w = jnp.asarray(rl.curriculum_weights(bank["tasks"], step / steps, rc))
     t1 = time.time()
-    state, m = update(state, ref_state, bank["params"], tx, bank["family_N"], w,
+    state, m = update(state, ref_state, bank["params"], tx, bank["family_N"],
                       jax.random.fold_in(key, step))
     m = {k: float(v) for k, v in m.items()}
     if step > 1:  # the first call compiles

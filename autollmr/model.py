@@ -6,9 +6,8 @@ kernel-regression predictions of its value from the known results (`kernel_featu
 model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction (`ridge_features`).
 Config features (zero-padded to D_max; more is an error) are standardized per task over the task's
 existing candidates, so tables on different scales look alike; by default they enter only through
-relative geometry (distances to known results), not as absolute token inputs
-(model.raw_features), because absolute positions do not carry over to a shifted or unseen config
-space (e.g. hwgpt's larger L space). One global token carries the budget, the turn, the table
+relative geometry (distances to known results), never as absolute token inputs, because absolute
+positions do not carry over to a shifted or unseen config space (e.g. hwgpt's larger L space). One global token carries the budget, the turn, the table
 family and the mean candidate embedding. The global token's query against each encoded
 candidate's key gives the pointer logits; a value head reads the global token.
 
@@ -247,17 +246,12 @@ class Block(nnx.Module):
 class Policy(nnx.Module):
   """Pointer policy over candidates. Call on a batched view (see `agent.view`)."""
 
-  def __init__(self, *, max_config_features=24, max_fidelity_features=4, width=64, heads=4,
-               layers=2, mlp=128, max_keys=272, kernels=((0.1, 0.5), (0.1, 2.0), (0.3, 2.0)),
-               raw_features=True, global_to_candidates=False, ridges=(), surrogate=False,
-               rngs: nnx.Rngs):
+  def __init__(self, *, max_config_features, max_fidelity_features, width, heads, layers, mlp,
+               max_keys, kernels, ridges, rngs: nnx.Rngs):
     self.d_max, self.g_max, self.max_keys = max_config_features, max_fidelity_features, max_keys
     self.kernels = tuple(tuple(float(x) for x in k) for k in kernels)
-    self.raw_features = raw_features
-    self.global_to_candidates = global_to_candidates
     self.ridges = tuple(tuple(float(x) for x in r) for r in ridges)
-    n_in = (max_config_features + max_fidelity_features + 4 + 2 * len(self.kernels)
-            + 2 * len(self.ridges))
+    n_in = max_fidelity_features + 4 + 2 * len(self.kernels) + 2 * len(self.ridges)
     self.embed_in = _dense(n_in, width, (None, "embed"), rngs)
     self.embed_mid = _dense(width, width, ("embed", "embed"), rngs)
     self.embed_glob = _dense(3, width, (None, "embed"), rngs)
@@ -270,15 +264,6 @@ class Policy(nnx.Module):
     self.ptr_k = _dense(width, width, ("embed", "mlp"), rngs)
     self.value_hidden = _dense(width, mlp, ("embed", "mlp"), rngs)
     self.value_out = _dense(mlp, 1, ("mlp", None), rngs)
-    # A learned surrogate (model.surrogate): a per-candidate score head, fitted in SFT to the
-    # ranking of the TRUE target values of the training tasks (sft.surrogate_coef; every target
-    # config labelled, not just the teacher's one action per turn), added to the target
-    # candidates' pointer logits with a learned weight (0 at init).
-    self.surrogate = surrogate
-    if surrogate:
-      self.sur_hidden = _dense(width, mlp, ("embed", "mlp"), rngs)
-      self.sur_out = _dense(mlp, 1, ("mlp", None), rngs)
-      self.sur_weight = nnx.Param(jnp.zeros(()), out_sharding=())
 
   def __call__(self, view, max_keys: int | None = None):
     """-> (logits_BxA masked by `policy_mask`, value_B).
@@ -286,10 +271,10 @@ class Policy(nnx.Module):
     max_keys: known tokens attended to (default self.max_keys); the caller knows the bound
     (cheap-row cap + turns), and a tighter one is cheaper.
     """
-    return self.forward(view, max_keys)[:2]
+    return self.forward(view, max_keys)
 
   def forward(self, view, max_keys: int | None = None):
-    """-> (logits_BxA, value_B, surrogate score_BxA or None)."""
+    """-> (logits_BxA, value_B)."""
     exists = view["exists_A"]
     cfg_BxAxD = view["config_features_AxD"]
     fid_BxAxG = view["fidelity_features_AxG"]
@@ -304,7 +289,7 @@ class Policy(nnx.Module):
     lc_BxA = jnp.log(jnp.clip(view["cost_A"], 1e-6, 1e6))
     f32 = lambda x: x.astype(jnp.float32)
     tok_BxAxI = jnp.concatenate(
-        [z_BxAxD * self.raw_features, zf_BxAxG, f32(view["is_target_A"])[..., None],
+        [zf_BxAxG, f32(view["is_target_A"])[..., None],
          f32(known)[..., None],
          jnp.where(known, view["value_A"], 0.0)[..., None], lc_BxA[..., None],
          kernel_features(g, view, self.kernels)]
@@ -328,9 +313,8 @@ class Policy(nnx.Module):
     zk_BxKxC = jnp.pad(jnp.take_along_axis(geo_BxAxC, idx_BxK[..., None], axis=1),
                        ((0, 0), (1, 0), (0, 0)))
     key_idx = jnp.concatenate([jnp.zeros_like(idx_BxK[:, :1]), idx_BxK + 1], axis=1)
-    # Key 0 (the global token) is seen by the global query, and by every candidate only when
-    # global_to_candidates (chosen on validation: see configs/common.py).
-    is_glob_N = (jnp.arange(h_BxNxW.shape[1]) == 0) | self.global_to_candidates
+    # Key 0 (the global token) is seen by the global query only.
+    is_glob_N = jnp.arange(h_BxNxW.shape[1]) == 0
     ok_BxNxK = jnp.concatenate([jnp.broadcast_to(is_glob_N[None, :, None], (ok_BxK.shape[0],
                                                                             len(is_glob_N), 1)),
                                 jnp.broadcast_to(ok_BxK[:, None], (ok_BxK.shape[0],
@@ -343,18 +327,12 @@ class Policy(nnx.Module):
     q_BxW = self.ptr_q(h_BxNxW[:, 0])
     k_BxAxW = self.ptr_k(h_BxNxW[:, 1:])
     logits_BxA = jnp.einsum("bw,baw->ba", q_BxW, k_BxAxW) / jnp.sqrt(q_BxW.shape[-1])
-    sur_BxA = None
-    if self.surrogate:
-      sur_BxA = self.sur_out(jax.nn.gelu(self.sur_hidden(h_BxNxW[:, 1:])))[..., 0]
-      logits_BxA = logits_BxA + jnp.where(view["is_target_A"], self.sur_weight[...] * sur_BxA,
-                                          0.0)
     logits_BxA = jnp.where(policy_mask(view), logits_BxA, NEG)
     value_B = self.value_out(jax.nn.gelu(self.value_hidden(h_BxNxW[:, 0])))[:, 0]
-    return logits_BxA, value_B, sur_BxA
+    return logits_BxA, value_B
 
   def member_outputs(self, view, max_keys: int | None = None):
-    """[(logits, value, surrogate or None)]: one member (the Ensemble's has one per member;
-    sft.py trains each)."""
+    """[(logits, value)]: one member (the Ensemble's has one per member; sft.py trains each)."""
     return [self.forward(view, max_keys)]
 
 
@@ -386,21 +364,18 @@ def make_policy(mcfg, seed: int = 0) -> Policy | Ensemble:
   """The policy from config.model (an Ensemble when model.members > 1; member i is initialized
   from seed + 7919 i, so member 0 is the single policy of that seed); sharding names are recorded,
   not applied (no mesh here)."""
-  members = int(mcfg.get("members", 1))
+  members = int(mcfg.members)
   if members < 1:
     raise ValueError(f"--config.model.members must be >= 1, got {members}")
   with nnx.use_eager_sharding(False):
     policies = [Policy(max_config_features=mcfg.max_config_features,
                        max_fidelity_features=mcfg.max_fidelity_features, width=mcfg.width,
                        heads=mcfg.heads, layers=mcfg.layers, mlp=mcfg.mlp, max_keys=mcfg.max_keys,
-                       kernels=_pairs(mcfg.kernels), raw_features=mcfg.raw_features,
-                       global_to_candidates=mcfg.get("global_to_candidates", False),
-                       ridges=_pairs(mcfg.get("ridges", "")),
-                       surrogate=bool(mcfg.get("surrogate", False)),
+                       kernels=pairs(mcfg.kernels), ridges=pairs(mcfg.ridges),
                        rngs=nnx.Rngs(seed + 7919 * i)) for i in range(members)]
     return policies[0] if members == 1 else Ensemble(policies)
 
 
-def _pairs(s: str):
+def pairs(s: str):
   """'0.1:0.5,0.3:2' -> ((0.1, 0.5), (0.3, 2.0))"""
   return tuple(tuple(float(x) for x in p.split(":")) for p in str(s).split(",") if p.strip())

@@ -62,68 +62,10 @@ def curate_all(config, tables) -> dict:
   return splits
 
 
-def add_synthetic_training(config, tables, splits):
-  """`tasks.synthetic_train` = n: n draws of the synthetic tables (synthetic.py, seeds 1000..)
-  join as training-only tables: every level, test targets included, becomes training tasks (they
-  are synthetic, so nothing of a real test target leaks), and none is evaluated. Why: the real
-  tables give only a few dozen distinct training tasks, which RL memorizes; more task draws
-  teach what carries over."""
-  from autollmr import synthetic
-  kw = dict(budgets=tuple(csv_list(config.tasks.budgets, int)),
-            train_rhos=tuple(csv_list(config.tasks.train_rhos, float)),
-            extra_turns=config.tasks.extra_turns)
-  for i in range(int(config.tasks.synthetic_train)):
-    for t in synthetic.synthetic_tables(1000 + i):
-      t = dataclasses.replace(t, name=f"{t.name}@{i}")
-      s = tasks_lib.curate(t, test_rho=1.0, **kw)
-      train = [dataclasses.replace(x, split="train") for x in s["train"] + s["val"] + s["test"]]
-      tables[t.name] = t
-      splits[t.name] = {"train": train, "val": [], "test": []}
-
-
-def aux_training(table, train_tasks) -> tuple:
-  """(view, tasks): `table` (another objective of a base table) cut to the fidelities of the base
-  table's training tasks, and those tasks pointed at it. Why the cut: the other metrics of a test
-  target's runs are correlated with its objective (ADMIRE's average is the mean of its benchmark
-  scores), so no fidelity a val or test task targets may reach training under another name."""
-  view = tasks_lib.training_table(table, train_tasks)
-  return view, [dataclasses.replace(t, table=view.name) for t in train_tasks]
-
-
-def add_aux_objectives(config, tables, splits):
-  """`tasks.aux_objectives` = "admire=metric_*,...": every column of a real table's CSV matching
-  the glob becomes a training-only table "<table>@<column>" (sources.objective_variant) holding
-  the base table's training tasks on that objective (aux_training); none is evaluated, and the
-  learned peers do not train on them (names with "@"). Why: a real study records more than its
-  headline metric, and each metric is another landscape of the same runs: ADMIRE's 17 benchmark
-  scores turn its one training landscape (0.5B -> 3B) into 20 without any new run."""
-  raw = config.data_dir or None
-  for entry in csv_list(config.tasks.get("aux_objectives", "")):
-    name, sep, pattern = entry.partition("=")
-    if not sep or name not in tables:
-      raise ValueError(f"--config.tasks.aux_objectives entry {entry!r}: expected TABLE=GLOB with "
-                       f"TABLE among the tables in use {sorted(tables)}")
-    train = splits[name]["train"]
-    if not train:  # e.g. a table of --config.tasks.val_families: its training level is val
-      print(f"[curate] tasks.aux_objectives: {name} has no training tasks here; skipped")
-      continue
-    for col in sources.objective_columns(name, pattern, raw):
-      view, tasks = aux_training(sources.load_table(name, raw, objective=col), train)
-      if view.name in tables:  # two columns with one short name would overwrite each other
-        raise ValueError(f"--config.tasks.aux_objectives: column {col!r} of {name} gives the "
-                         f"table name {view.name!r}, which is already in use")
-      tables[view.name] = view
-      splits[view.name] = {"train": tasks, "val": [], "test": []}
-
-
 def build_tables(config) -> tuple[dict, dict]:
-  """(tables, splits) as every stage sees them: the tables in use, curated, plus the
-  training-only ones (tasks.synthetic_train, tasks.aux_objectives)."""
+  """(tables, splits) as every stage sees them: the tables in use, curated."""
   tables = load_tables(config)
-  splits = curate_all(config, tables)
-  add_synthetic_training(config, tables, splits)
-  add_aux_objectives(config, tables, splits)
-  return tables, splits
+  return tables, curate_all(config, tables)
 
 
 def stage_curate(config, workdir, tables, splits):
@@ -225,12 +167,11 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
     if config.eval.split == "lofo":  # learned peers train on the other families only
       whole = dict(tables, **(stand_in or {}))
       src = dict(sources=[(whole[m], r["train"] + r["val"]) for m, r in splits.items()
-                          if whole[m].family != table.family and r["train"] + r["val"]
-                          and "@" not in m])
-    else:  # own training tasks; a table without any borrows its family's (e.g. regmix), not
-      # from the extra synthetic draws (name@i); only what this table can use is shipped
-      src = dict(sources=None, pool=[t for m, t in tables.items() if "@" not in m
-                                     and t.family == table.family and m != n],
+                          if whole[m].family != table.family and r["train"] + r["val"]])
+    else:  # own training tasks; a table without any borrows its family's (e.g. regmix); only
+      # what this table can use is shipped
+      src = dict(sources=None, pool=[t for m, t in tables.items()
+                                     if t.family == table.family and m != n],
                  stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
     jobs += [(m, [(table, s["test"], src)]) for m in methods
              if evaluate.peers_lib.applicable(m, table)]
@@ -294,10 +235,9 @@ def agent_records(config, workdir, tables, splits) -> list:
   from autollmr import agent
   from autollmr import rl
   records = []
-  pooled = bool(config.model.get("pool", ""))  # sft_agent = the pooled runs (model.pool)
   for method, load in ((agent.METHOD, None), (rl.METHOD, rl.load_policy)):
     model = load(config, workdir) if load else None
-    if load and model is None or not load and not (pooled or agent.has_checkpoint(workdir)):
+    if load and model is None or not load and not agent.has_checkpoint(workdir):
       continue
     t0 = time.time()
     recs = agent.eval_records(config, workdir, tables, splits, method=method, model=model)
@@ -326,7 +266,7 @@ def stage_simulate(config, workdir, tables, splits):
 
 
 def stage_sft(config, workdir, tables, splits):
-  if config.get("policy", "pointer") == "lm":  # the text policy (lm_train.py)
+  if config.policy == "lm":  # the text policy (lm_train.py)
     from autollmr import lm_train
     return lm_train.stage_sft(config, workdir, tables, splits)
   from autollmr import sft
@@ -341,7 +281,7 @@ def stage_sft(config, workdir, tables, splits):
 
 
 def stage_rl(config, workdir, tables, splits):
-  if config.get("policy", "pointer") == "lm":
+  if config.policy == "lm":
     from autollmr import lm_train
     return lm_train.stage_rl(config, workdir, tables, splits)
   from autollmr import rl

@@ -1,14 +1,13 @@
 """Multi-turn RL, GRPO-style, with the whole update in one jax.jit (PureJaxRL style).
 
-One update: sample M training tasks (curriculum weights over reveal fractions rho), turn each
-into a random sub-study (env.sub_studies: configs and visible fidelities dropped, so the optimum
-moves between draws), play G episodes of each in the vmapped env with the current policy
-(lax.scan over turns), return = terminal 1 - regret + the env's invalid/repeat penalties (+
-optional dense shaping from the best-so-far regret), advantage = the return centred within its
-group of G (and divided by the group's std unless `rl.adv_std=False`, Dr. GRPO; given to every
-turn, or per turn from returns-to-go with `rl.turn_level`), then `rl.epochs` passes of the
-PPO-clipped loss on every turn's action log-probability + KL to the frozen reference (distilled)
-policy - entropy bonus, and an optax step. `rl.updates_per_call` updates run in one call via lax.scan.
+One update: sample M training tasks uniformly, turn each into a random sub-study
+(env.sub_studies: configs and visible fidelities dropped, so the optimum moves between draws),
+play G episodes of each in the vmapped env with the current policy (lax.scan over turns), return
+= terminal 1 - regret + the env's invalid/repeat penalties, advantage = the return centred within
+its group of G (not divided by the group's std: Dr. GRPO, Liu et al. 2025) given to every turn,
+then `rl.epochs` passes of the PPO-clipped loss on every turn's action log-probability + KL to
+the frozen reference (distilled) policy - entropy bonus, and an optax step. `rl.updates_per_call`
+updates run in one call via lax.scan.
 
 Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
 (agent.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
@@ -52,100 +51,57 @@ def make_optimizer(config):
   return optax.chain(optax.clip_by_global_norm(c.clip_norm), optax.adamw(lr, weight_decay=0.0)), lr
 
 
-HEADS = ("ptr_q", "ptr_k", "value_hidden", "value_out", "sur_hidden", "sur_out", "sur_weight")
-
-
-def trainable(config):
-  """The parameters RL updates (rl.train_params): "all", or "heads" (the pointer, value and
-  surrogate heads; the encoder stays the distilled one: far fewer parameters to fit to the
-  training landscapes)."""
-  which = str(config.rl.get("train_params", "all"))
-  if which == "all":
-    return nnx.Param
-  if which == "heads":
-    return nnx.All(nnx.Param, nnx.Any(*(nnx.PathContains(h) for h in HEADS)))
-  raise ValueError(f"--config.rl.train_params must be 'all' or 'heads', got {which!r}")
-
-
-def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, shaping,
-            mesh=None, temperature=1.0, greedy_B=None):
+def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, mesh=None):
   """G-grouped episodes with sampled actions; per-turn records (leading T) and final info.
-  mesh: split the episodes over its `data` axis. temperature: the acting policy is
-  softmax(logits / temperature) (the reference's logits are stored divided the same way).
-  greedy_B: episodes that take the argmax instead of sampling (the greedy baseline)."""
-  if greedy_B is None:
-    greedy_B = jnp.zeros(task_B.shape, bool)
+  mesh: split the episodes over its `data` axis."""
   if mesh is not None:
-    task_B, seed_B, greedy_B = sharding.constrain_batch((task_B, seed_B, greedy_B), mesh)
+    task_B, seed_B = sharding.constrain_batch((task_B, seed_B), mesh)
   state = jax.vmap(lambda t, s: env_lib._fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
   done_B = jnp.zeros(task_B.shape, bool)
-  regret0_B = jnp.ones(task_B.shape, jnp.float32)
 
   def turn(carry, key_t):
-    state, done_B, prev_regret_B = carry
+    state, done_B = carry
     obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
     v = agent.view(params, family_N, obs, sizes)
-    logits_BxA = model(v, max_keys)[0] / temperature
-    ref_logits_BxA = ref_model(v, max_keys)[0] / temperature
-    action_B = jnp.where(greedy_B, jnp.argmax(logits_BxA, -1),
-                         jax.random.categorical(key_t, logits_BxA)).astype(jnp.int32)
+    logits_BxA = model(v, max_keys)[0]
+    ref_logits_BxA = ref_model(v, max_keys)[0]
+    action_B = jax.random.categorical(key_t, logits_BxA).astype(jnp.int32)
     logp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxA), action_B[:, None], 1)[:, 0]
     _, nxt, reward_B, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_B)
-    shaped_B = reward_B + shaping * (prev_regret_B - info["regret"])
     state = jax.tree.map(lambda n, s: jnp.where(
         done_B.reshape(done_B.shape + (1,) * (n.ndim - 1)), s, n), nxt, state)
     out = dict(obs=obs, action=action_B, logp=logp_B, ref_logits=ref_logits_BxA,
-               active=~done_B, reward=jnp.where(done_B, 0.0, shaped_B),
+               active=~done_B, reward=jnp.where(done_B, 0.0, reward_B),
                invalid=info["invalid"] & ~done_B, repeat=info["repeat"] & ~done_B)
-    return (state, done_B | info["done"], info["regret"]), out
+    return (state, done_B | info["done"]), out
 
   keys = jax.random.split(key, sizes.max_turns)
-  (state, _, _), traj_T = jax.lax.scan(turn, (state, done_B, regret0_B), keys)
+  (state, _), traj_T = jax.lax.scan(turn, (state, done_B), keys)
   regret_B = env_lib.regret_of(params, state.task, state.best)
   return traj_T, regret_B
 
 
-def advantages(reward_TxB, active_TxB, group: int, turn_level: bool, scale: bool = True,
-               greedy_baseline: bool = False):
-  """Group-normalized advantages; groups are consecutive blocks of `group` episodes.
-
-  greedy_baseline (ReMax, Li et al. 2023): the first episode of each group acted greedily and its
-  return is the baseline (it gets advantage 0): a sampled episode is pushed up only if it beat
-  what the greedy policy, the one that is evaluated, does on the same task.
-
-  scale=False (Dr. GRPO, Liu et al. 2025): centre within the group but do not divide by its std,
-  so a group whose returns differ by noise (regret 1e-4 vs 2e-4) pushes the policy 1e-4 hard,
-  not as hard as a group that found the optimum once in eight tries.
-  """
+def advantages(reward_TxB, active_TxB, group: int):
+  """Group-centred advantages; groups are consecutive blocks of `group` episodes. Not divided by
+  the group's std (Dr. GRPO, Liu et al. 2025): a group whose returns differ by noise (regret 1e-4
+  vs 2e-4) pushes the policy 1e-4 hard, not as hard as a group that found the optimum once in
+  eight tries. Every turn of an episode gets its episode's advantage."""
   T, B = reward_TxB.shape
-
-  def norm(x_RxB):
-    g = x_RxB.reshape(x_RxB.shape[0], B // group, group)
-    g = g - (g[..., :1] if greedy_baseline else g.mean(-1, keepdims=True))
-    if scale:
-      g = g / (g.std(-1, keepdims=True) + 1e-6)
-    return g.reshape(x_RxB.shape)
-
-  if turn_level:  # returns-to-go, normalized per (turn, group)
-    rtg_TxB = jnp.flip(jnp.cumsum(jnp.flip(reward_TxB, 0), 0), 0)
-    return norm(rtg_TxB) * active_TxB
-  ret_B = reward_TxB.sum(0)
-  return jnp.broadcast_to(norm(ret_B[None])[0], (T, B)) * active_TxB
+  ret_GxN = reward_TxB.sum(0).reshape(B // group, group)
+  adv_B = (ret_GxN - ret_GxN.mean(-1, keepdims=True)).reshape(B)
+  return jnp.broadcast_to(adv_B, (T, B)) * active_TxB
 
 
 def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh):
   """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step),
   with the state's and reference's shardings (sharding.state_shardings); the state is donated."""
   M, G = int(rc.tasks_per_update), int(rc.group_size)
-  if rc.baseline not in ("group", "greedy"):
-    raise ValueError(f"--config.rl.baseline must be 'group' or 'greedy', got {rc.baseline!r}")
-  greedy_baseline = rc.baseline == "greedy"
   sharding.check_divisible(M * G, mesh, "--config.rl.tasks_per_update x --config.rl.group_size")
 
   def loss_fn(model, obs_flat, action, logp_old, adv, active, ref_logits, params, family_N):
     v = agent.view(params, family_N, obs_flat, sizes)
-    logits_NxA = model(v, max_keys)[0] / rc.temperature
+    logits_NxA = model(v, max_keys)[0]
     logp_NxA = jax.nn.log_softmax(logits_NxA)
     logp = jnp.take_along_axis(logp_NxA, action[:, None], 1)[:, 0]
     ratio = jnp.exp(logp - logp_old)
@@ -161,23 +117,20 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
     return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent), clip_frac=clipped)
 
   def one_update(carry, key):
-    state, ref_state, bank, bank_family_N, weights_N = carry
+    state, ref_state, bank, bank_family_N = carry
     model, opt = nnx.merge(graphdef, state)
     ref_model = nnx.merge(ref_graphdef, ref_state)
     k_task, k_seed, k_roll = jax.random.split(key, 3)
     k_task, k_aug = jax.random.split(k_task)
-    task_M = jax.random.choice(k_task, weights_N.shape[0], (M,), p=weights_N)
+    task_M = jax.random.choice(k_task, bank_family_N.shape[0], (M,))
     # the group's G episodes share one random sub-study (rl.drop_*; 0 = the task as it is)
     params = env_lib.sub_studies(bank, task_M, k_aug, rc.drop_configs, rc.drop_fidelities)
     family_N = bank_family_N[task_M]
     task_B = jnp.repeat(jnp.arange(M, dtype=jnp.int32), G)
     seed_B = jax.random.bits(k_seed, (M * G,), jnp.uint32)
-    greedy_B = (jnp.arange(M * G) % G == 0) & greedy_baseline
-    traj, regret_B = rollout(model, ref_model, params, family_N, task_B,
-                             seed_B, k_roll, sizes, max_keys, rc.shaping, mesh,
-                             rc.temperature, greedy_B)
-    adv_TxB = advantages(traj["reward"], traj["active"], G, rc.turn_level, rc.adv_std,
-                         greedy_baseline)
+    traj, regret_B = rollout(model, ref_model, params, family_N, task_B, seed_B, k_roll, sizes,
+                             max_keys, mesh)
+    adv_TxB = advantages(traj["reward"], traj["active"], G)
     # episode-major (B x T -> B*T): the loss batch stays split over `data` as the episodes were
     flat = lambda x: sharding.constrain_batch(
         jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), mesh)
@@ -194,73 +147,18 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
                    ret=traj["reward"].sum(0).mean(),
                    invalid_rate=traj["invalid"].sum() / turns,
                    repeat_rate=traj["repeat"].sum() / turns, turns=turns.astype(jnp.float32))
-    if greedy_baseline:  # the evaluated (greedy) policy's training regret
-      metrics["greedy_regret"] = (regret_B * greedy_B).sum() / greedy_B.sum()
-    return (nnx.state((model, opt)), ref_state, bank, bank_family_N, weights_N), metrics
+    return (nnx.state((model, opt)), ref_state, bank, bank_family_N), metrics
 
   rep = sharding.replicated(mesh)
 
-  @functools.partial(jax.jit, in_shardings=(state_sh, ref_sh, rep, rep, rep, rep),
+  @functools.partial(jax.jit, in_shardings=(state_sh, ref_sh, rep, rep, rep),
                      out_shardings=(state_sh, rep), donate_argnums=(0,))
-  def updates(state, ref_state, params, family_N, weights_N, key):
+  def updates(state, ref_state, params, family_N, key):
     keys = jax.random.split(key, int(rc.updates_per_call))
-    (state, *_), metrics = jax.lax.scan(one_update,
-                                        (state, ref_state, params, family_N, weights_N), keys)
+    (state, *_), metrics = jax.lax.scan(one_update, (state, ref_state, params, family_N), keys)
     return state, jax.tree.map(jnp.mean, metrics)
 
   return updates
-
-
-def task_priorities(model, bank, max_keys: int, rc, key, batch: int = 64) -> np.ndarray:
-  """Per training task: the spread (std) of the returns of G sampled episodes of `model` on it.
-  Why: a group whose G returns are all equal has advantage 0 and teaches nothing; with
-  `rl.priority` > 0 updates draw such tasks less often (prioritized level replay, Jiang et al.
-  2021, computed once from the starting policy)."""
-  sizes, G = bank["sizes"], int(rc.group_size)
-  n = len(bank["tasks"])
-  graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def returns(state, params, family_N, task_B, seed_B, k):
-    m = nnx.merge(graphdef, state)
-    traj, _ = rollout(m, m, params, family_N[task_B], task_B, seed_B, k, sizes, max_keys, 0.0,
-                      None, float(rc.temperature))
-    return traj["reward"].sum(0)
-
-  play = lambda task_B, seed_B, k: returns(state, bank["params"], bank["family_N"], task_B,
-                                           seed_B, k)
-  out = np.zeros(n, np.float32)
-  for i in range(0, n, batch):  # fixed-shape chunks (the last padded by wrapping)
-    task_M = np.arange(i, i + batch) % n
-    task_B = jnp.asarray(np.repeat(task_M, G), jnp.int32)
-    seed_B = jnp.asarray(np.arange(len(task_B)) + i * G, jnp.uint32)
-    ret_MxG = np.asarray(play(task_B, seed_B, jax.random.fold_in(key, i))).reshape(-1, G)
-    m = min(batch, n - i)
-    out[i:i + m] = ret_MxG[:m].std(1)
-  return out
-
-
-def mix_priorities(weights_N: np.ndarray, spread_N: np.ndarray, p: float) -> np.ndarray:
-  """(1 - p) x the curriculum weights + p x the same reweighted by each task's return spread."""
-  if p <= 0:
-    return weights_N
-  q = weights_N * (spread_N + 1e-4)
-  q = q / q.sum() if q.sum() > 0 else weights_N
-  w = (1.0 - p) * weights_N + p * q
-  return (w / w.sum()).astype(np.float32)
-
-
-def curriculum_weights(tasks, progress: float, rc) -> np.ndarray:
-  """Sampling weights over training tasks: rho = 1 tasks first; lower-rho tasks ramp in linearly
-  to `rl.low_rho_weight` (their share) over the first `rl.curriculum_frac` of training."""
-  rho = np.array([t.rho for t in tasks])
-  low = rho < 1.0
-  w = np.ones(len(tasks))
-  if low.any() and (~low).any():
-    share = float(rc.low_rho_weight) * min(1.0, progress / max(float(rc.curriculum_frac), 1e-9))
-    w[low] = share / low.sum()
-    w[~low] = (1.0 - share) / (~low).sum()
-  return (w / w.sum()).astype(np.float32)
 
 
 def _manager(workdir, sub="ckpt"):
@@ -289,7 +187,7 @@ def init_states(config, workdir):
   """
   model, ref = start_policy(config, workdir), start_policy(config, workdir)
   tx, lr = make_optimizer(config)
-  opt = nnx.Optimizer(model, tx, wrt=trainable(config))
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
   graphdef, state = nnx.split((model, opt))
   ref_graphdef, ref_state = nnx.split(ref)
   return graphdef, state, ref_graphdef, ref_state, lr
@@ -298,8 +196,6 @@ def init_states(config, workdir):
 def train(config, workdir, tables, splits, stop_after: int | None = None) -> dict:
   logging.set_verbosity(logging.WARNING)
   rc = config.rl
-  if not float(rc.temperature) > 0:
-    raise ValueError(f"--config.rl.temperature must be > 0, got {rc.temperature}")
   out_dir = os.path.join(workdir, "rl")
   os.makedirs(out_dir, exist_ok=True)
   bank = simulate.rl_bank(config, tables, splits)  # no target results of the held configs
@@ -339,7 +235,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   if best is None and (val is not None or held is not None):  # the start is a candidate (step 0)
     # The distilled start was validated at the end of SFT (same parameters, same episodes): reuse.
     saved = (sft.final_val(config, workdir, val) if rc.init == "sft" and held is None
-             and not config.model.get("pool", "") else None)
+             else None)
     if saved is not None:
       row, per_task = _row(saved[0], saved[1]), saved[2]
     else:
@@ -351,25 +247,11 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
         np.savez(start_path, **per_task)
       best = _write_best(workdir, 0, row["val_select"], None)
   start = dict(np.load(start_path)) if os.path.exists(start_path) else None
-  spread = None
-  if float(rc.priority) > 0:
-    if not float(rc.priority) <= 1:
-      raise ValueError(f"--config.rl.priority must be in [0, 1], got {rc.priority}")
-    t0 = time.time()
-    spread = task_priorities(nnx.merge(ref_graphdef, ref_state), bank, max_keys, rc,
-                             jax.random.key(int(config.seed) + 2))
-    print(f"[rl] task priorities in {time.time() - t0:.0f}s: return spread > 0 on "
-          f"{(spread > 1e-6).mean():.0%} of {len(spread)} tasks")
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
-    weights = curriculum_weights(bank["tasks"], step / total, rc)
-    if spread is not None:
-      weights = mix_priorities(weights, spread, float(rc.priority))
-    weights = jnp.asarray(weights)
     t0 = time.time()
-    state, m = update(state, ref_state, env_params, family_N, weights,
-                      jax.random.fold_in(key, step))
+    state, m = update(state, ref_state, env_params, family_N, jax.random.fold_in(key, step))
     m = {k: float(v) for k, v in m.items()}
     dt = time.time() - t0
     step += per_call
@@ -413,7 +295,7 @@ def gate_banks(config, tables, splits):
   target configs (simulate.held_bank; else None)."""
   val = simulate.val_bank(config, tables, splits)
   held = (simulate.held_bank(config, tables, splits)
-          if float(config.rl.get("holdout_configs", 0.0)) else None)
+          if float(config.rl.holdout_configs) else None)
   return val, held
 
 
@@ -434,8 +316,7 @@ def _validate(config, model, val, held=None) -> tuple[dict, dict]:
     per_task["held"] = h["tasks"]
     tasks += list(held["tasks"])
   if tasks:  # the budgets K = 1..5 of one target share its landscape: one cluster (paired_gain)
-    # a training-only variant ("admire@gsm8k", "<table>@i") weighs as part of its base table
-    per_task["table"] = np.array([t.table.split("@")[0] for t in tasks])
+    per_task["table"] = np.array([t.table for t in tasks])
     per_task["landscape"] = np.array([f"{t.table}:{t.target}" for t in tasks])
   if "held" in per_task:
     row["val_select"] = select_value(per_task)
@@ -558,7 +439,7 @@ def restore_policy(config, workdir, sub: str, step: int):
   """The policy of RL checkpoint `step` in WORKDIR/rl/<sub> (ckpt or best)."""
   model = model_lib.make_policy(config.model, seed=int(config.seed))
   tx, _ = make_optimizer(config)
-  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=trainable(config))))
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
   return sft.restore_model(_manager(workdir, sub), step, graphdef, state)
 
 

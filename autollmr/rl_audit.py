@@ -56,8 +56,7 @@ def gate_banks(config):
 def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
   """Where RL could gain, before spending its compute: per bank and table, the starting policy's
   (rl.start_policy) mean regret played greedily (what is evaluated; seeds as sft.val_seeds), the
-  mean of `group` sampled episodes per task (temperature 1: RL's rollouts at the default
-  rl.temperature) and the mean over tasks of the best of those `group`. Why: GRPO learns only
+  mean of `group` sampled episodes per task (as RL's rollouts sample) and the mean over tasks of the best of those `group`. Why: GRPO learns only
   from the spread within a group, and a gain the gate can show is bounded by how far the greedy
   regret sits above zero on its banks. Banks: "train" (RL's training tasks, simulate.rl_bank, as
   they are: RL plays random sub-studies of them), "held", "val" and "val_sub" (the gate's,

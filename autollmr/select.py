@@ -1,7 +1,7 @@
 """Model selection on validation tasks: a grid of config overrides x training seeds.
 
   python -m autollmr.select --config=configs/sft.py --workdir=DIR \
-      --grid=model.raw_features=false,true --grid=model.global_to_candidates=false,true \
+      --grid=model.layers=1,2 --grid=sim.draws=1,4 \
       --seeds=0,1,2 --jobs=2 --config.tasks.val_families=hwgpt,hwgpt_lat
 
 Every grid point x seed runs the curate, simulate and sft stages of `autollmr.main` (a subprocess,
@@ -94,7 +94,7 @@ def write(workdir: str, results: list[dict], rows: list[dict], command: str) -> 
     json.dump(dict(command=command, runs=results, points=rows), f, indent=1)
   tables = sorted({t for r in rows for t in r["by_table"]})
   best = min(r["val_regret_mean"] for r in rows)
-  lines = [f"Validation regret per grid point (mean +- s.e. over seeds; lower is better).",
+  lines = ["Validation regret per grid point (mean +- s.e. over seeds; lower is better).",
            f"Made by: `{command}`", "",
            "| point | n | val regret | " + " | ".join(tables) + " |",
            "|---|---|---|" + "---|" * len(tables)]

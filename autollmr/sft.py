@@ -36,14 +36,10 @@ from autollmr import sharding
 from autollmr import simulate
 
 
-def make_dataset(path: str, batch_size: int, seed: int,
-                 rows: tuple[int, int] | None = None):
-  """batch_size: rows per batch on this host; rows: the [start, end) records of one data stream
-  (default all)."""
+def make_dataset(path: str, batch_size: int, seed: int):
+  """batch_size: rows per batch on this host."""
   src = grain.sources.ArrayRecordDataSource([path])
   ds = grain.MapDataset.source(src)
-  if rows is not None:
-    ds = ds[rows[0]:rows[1]]
   ds = ds[jax.process_index()::jax.process_count()]  # this host's share
   ds = ds.shuffle(seed=seed).repeat().map(simulate.decode_step).batch(batch_size)
   # A small read-ahead: grain's default (16 threads, 500 batches) decodes thousands of records a
@@ -83,81 +79,38 @@ _TRAIN_STEPS = {}  # one compile per process for a given model, bank shape and m
 
 
 def make_train_step(graphdef, state, sizes, max_keys: int, value_coef: float, mesh, mode: str,
-                    surrogate: tuple[float, float] = (0.0, 1.0), streams: int = 1,
-                    shared: bool = False):
+                    streams: int = 1):
   """The jitted step; `state` gives the shardings (the same for the same graphdef and mode).
-  surrogate: (coef, temperature) of the surrogate head's ranking loss (`surrogate_loss`).
-  streams > 1: each ensemble member fits its own teacher data (sim.member_draws); the batch is
-  the members' own batches concatenated (member i reads rows i*B..(i+1)*B-1), or with `shared`
-  one batch of every stream's records, member i weighing only the rows of stream i."""
-  key = (graphdef, sizes, max_keys, value_coef, mesh, mode, surrogate, streams, shared)
+  streams > 1: each ensemble member fits its own teacher data (sim.member_draws): one batch of
+  every stream's records, member i weighing only the rows of stream i."""
+  key = (graphdef, sizes, max_keys, value_coef, mesh, mode, streams)
   if key not in _TRAIN_STEPS:
     _TRAIN_STEPS[key] = _train_step(graphdef, sizes, max_keys, value_coef, mesh,
-                                    sharding.state_shardings(state, mesh, mode), surrogate,
-                                    streams, shared)
+                                    sharding.state_shardings(state, mesh, mode), streams)
   return _TRAIN_STEPS[key]
 
 
-def surrogate_loss(params, task_B, v, sur_BxA, temp: float):
-  """ListNet cross-entropy between softmax(surrogate scores) and softmax(z / temp) over each
-  task's target candidates, z = the z-scored TRUE target values (higher is better) read from the
-  training bank. A ranking loss, not a regression: the target's level is unknowable from cheap
-  runs, only the order matters for the pick; a low temp weighs the top of the order."""
-  cfg_BxA, fid_BxA = params.cand_config_NxA[task_B], params.cand_fid_NxA[task_B]
-  y_BxA = -params.sign * params.values_FxC[fid_BxA, cfg_BxA]
-  tgt = v["is_target_A"] & v["exists_A"] & jnp.isfinite(y_BxA)
-  z_BxA = model_lib._with_z(jnp.where(tgt, y_BxA, 0.0), tgt)[1]  # z-score over the targets
-  p_BxA = jax.nn.softmax(jnp.where(tgt, z_BxA / temp, model_lib.NEG), -1)
-  lq_BxA = jax.nn.log_softmax(jnp.where(tgt, sur_BxA, model_lib.NEG), -1)
-  ok_B = (tgt.sum(-1) >= 2).astype(jnp.float32)  # one target config: nothing to rank
-  ce_B = -jnp.sum(jnp.where(tgt, p_BxA * lq_BxA, 0.0), -1)
-  return (ce_B * ok_B).sum() / jnp.maximum(ok_B.sum(), 1.0)
-
-
-def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh, surrogate, streams=1,
-                shared=False):
-  sur_coef, sur_temp = surrogate
-
-  def member_rows(model, task_B, v, action_B, return_B, stream_B):
-    """[(outputs, task, view, action, return, row weights or None)] per member. One stream: all
-    rows for every member. Several (sim.member_draws): `shared`, one batch whose rows each
-    member weighs 1 where it is the row's stream; else the batch is the members' own batches
-    concatenated and member i reads its slice."""
-    if streams == 1 or shared:
-      outs = model.member_outputs(v, max_keys)
-      return [(o, task_B, v, action_B, return_B,
-               None if streams == 1 else (stream_B == i).astype(jnp.float32))
-              for i, o in enumerate(outs)]
-    B = task_B.shape[0] // streams
-    cut = lambda x, i: jax.tree.map(lambda a: a[i * B:(i + 1) * B], x)
-    rows = []
-    for i, m in enumerate(model.members):
-      vi = cut(v, i)
-      rows.append((m.forward(vi, max_keys), cut(task_B, i), vi, cut(action_B, i),
-                   cut(return_B, i), None))
-    return rows
+def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh, streams=1):
 
   def mean(x_B, w_B):
     return x_B.mean() if w_B is None else (w_B * x_B).sum() / jnp.maximum(w_B.sum(), 1.0)
 
-  def loss_fn(model, params, task_B, v, action_B, return_B, stream_B):
+  def loss_fn(model, v, action_B, return_B, stream_B):
     # an Ensemble's members each fit the teacher on their own (averaging their losses), so they
     # stay separate policies rather than one product distribution
-    rows = member_rows(model, task_B, v, action_B, return_B, stream_B)
-    ce, v_loss, s_loss, acc = 0.0, 0.0, 0.0, 0.0
-    for (logits_BxA, value_B, sur_BxA), t_B, v_m, a_B, r_B, w_B in rows:
+    outs = model.member_outputs(v, max_keys)
+    ce, v_loss, acc = 0.0, 0.0, 0.0
+    for i, (logits_BxA, value_B) in enumerate(outs):
+      w_B = None if streams == 1 else (stream_B == i).astype(jnp.float32)
       lp = jax.nn.log_softmax(logits_BxA)
-      ce += -mean(jnp.take_along_axis(lp, a_B[:, None], axis=1)[:, 0], w_B) / len(rows)
-      v_loss += mean((value_B - r_B) ** 2, w_B) / len(rows)
-      if sur_BxA is not None:
-        s_loss += surrogate_loss(params, t_B, v_m, sur_BxA, sur_temp) / len(rows)
+      ce += -mean(jnp.take_along_axis(lp, action_B[:, None], axis=1)[:, 0], w_B) / len(outs)
+      v_loss += mean((value_B - return_B) ** 2, w_B) / len(outs)
       if streams > 1:  # rows differ per member: each member's own accuracy, averaged
-        acc += mean((jnp.argmax(lp, -1) == a_B).astype(jnp.float32), w_B) / len(rows)
+        acc += mean((jnp.argmax(lp, -1) == action_B).astype(jnp.float32), w_B) / len(outs)
     if streams == 1:  # the ensemble's accuracy (averaged log-probs)
-      logp_BxA = sum(jax.nn.log_softmax(o[0]) for o, *_ in rows) / len(rows)
+      logp_BxA = sum(jax.nn.log_softmax(o[0]) for o in outs) / len(outs)
       acc = (jnp.argmax(logp_BxA, -1) == action_B).astype(jnp.float32).mean()
-    return (ce + value_coef * v_loss + sur_coef * s_loss,
-            dict(ce=ce, v_loss=v_loss, s_loss=s_loss, acc=acc))
+    return ce + value_coef * v_loss, dict(ce=ce, v_loss=v_loss, acc=acc)
 
   rep = sharding.replicated(mesh)
 
@@ -167,8 +120,7 @@ def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh, surrogate
     model, opt = nnx.merge(graphdef, state)
     v = agent.view(params, family_N, obs_of(batch), sizes)
     (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
-        model, params, batch["task"], v, batch["action"], 1.0 - batch["regret"],
-        batch.get("stream"))
+        model, v, batch["action"], 1.0 - batch["regret"], batch["stream"])
     aux = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads))
     opt.update(model, grads)
     return nnx.state((model, opt)), aux
@@ -176,36 +128,13 @@ def _train_step(graphdef, sizes, max_keys, value_coef, mesh, state_sh, surrogate
   return train_step
 
 
-def member_batches(config) -> str:
-  """sft.member_batches under sim.member_draws: "own" (each member its own sft.batch_size rows
-  per step: members x the input-feature cost) or "shared" (one batch of every member's records,
-  each member's loss on its own rows: one policy's cost, a third of the rows each with 3)."""
-  v = str(config.sft.get("member_batches", "shared"))
-  if v not in ("own", "shared"):
-    raise ValueError(f"--config.sft.member_batches must be 'own' or 'shared', got {v!r}")
-  return v
-
-
-def surrogate_args(config) -> tuple[float, float]:
-  """(coef, temperature) of the surrogate loss; coef 0 when the policy has no surrogate head."""
-  coef, temp = float(config.sft.get("surrogate_coef", 0.0)), float(
-      config.sft.get("surrogate_temp", 1.0))
-  if coef < 0 or temp <= 0:
-    raise ValueError(f"--config.sft.surrogate_coef must be >= 0 and --config.sft.surrogate_temp "
-                     f"> 0, got {coef} and {temp}")
-  return (coef if config.model.get("surrogate", False) else 0.0, temp)
-
-
-def _ckpt_args(state, its, save: bool):
-  """The state and every data stream's iterator ("data", then "data1", ... for streams 1..)."""
-  name = lambda i: "data" if i == 0 else f"data{i}"
+def _ckpt_args(state, it, save: bool):
+  """The state and the data iterator."""
   if save:
     return ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state)),
-                              **{name(i): grain.checkpoint.CheckpointSave(it)
-                                 for i, it in enumerate(its)})
+                              data=grain.checkpoint.CheckpointSave(it))
   return ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state)),
-                            **{name(i): grain.checkpoint.CheckpointRestore(it)
-                               for i, it in enumerate(its)})
+                            data=grain.checkpoint.CheckpointRestore(it))
 
 
 def abstract(state):
@@ -274,29 +203,22 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   sharding.check_divisible(int(c.batch_size), mesh, "--config.sft.batch_size")
   graphdef, state, lr = init_state(config)
   # One data stream, or one per ensemble member (sim.member_draws: each member distils its own
-  # teacher data, from its own rows of one batch or, member_batches = "own", its own batch).
-  ranges = sim.get("streams") or [None]
-  n_streams = len(ranges)
+  # teacher data, from its own rows of one shared batch).
+  n_streams = len(sim["streams"])
   if n_streams != simulate.data_streams(config):
     raise RuntimeError(f"[sft] the records hold {n_streams} data stream(s), the config asks "
                        f"for {simulate.data_streams(config)} (--config.sim.member_draws, "
                        "--config.model.members changed?): remove WORKDIR/sim and rerun simulate")
-  shared = member_batches(config) == "shared"
-  if n_streams == 1 or shared:  # one iterator over every record, as without member_draws
-    ranges = [None]
   step_fn = make_train_step(graphdef, state, bank["sizes"], max_keys, float(c.value_coef), mesh,
-                            config.mesh.params, surrogate_args(config), streams=n_streams,
-                            shared=shared)
+                            config.mesh.params, streams=n_streams)
   state = sharding.put(state, sharding.state_shardings(state, mesh, config.mesh.params))
-  its = [iter(make_dataset(os.path.join(workdir, "sim", simulate.RECORDS),
-                           int(c.batch_size) // jax.process_count(), int(config.seed) + 7919 * i,
-                           None if r is None else tuple(r)))
-         for i, r in enumerate(ranges)]
+  it = iter(make_dataset(os.path.join(workdir, "sim", simulate.RECORDS),
+                         int(c.batch_size) // jax.process_count(), int(config.seed)))
   mngr = _manager(workdir, int(c.checkpoint_every))
   step = 0
   if mngr.latest_step() is not None:
     step = mngr.latest_step()
-    restored = mngr.restore(step, args=_ckpt_args(state, its, False))  # restores `its` in place
+    restored = mngr.restore(step, args=_ckpt_args(state, it, False))  # restores `it` in place
     nnx.replace_by_pure_dict(state, restored["state"])  # arrays on this run's mesh
   metrics_path = os.path.join(out_dir, "metrics.jsonl")
   _truncate_metrics(metrics_path, step)  # a resumed run rewrites what came after its checkpoint
@@ -311,15 +233,13 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   while step < int(c.steps):
     if stop_after is not None and step >= stop_after:
       break
-    rows = [next(it) for it in its]
-    batch = sharding.put_batch(rows[0] if len(rows) == 1 else jax.tree.map(
-        lambda *x: np.concatenate(x), *rows), mesh)
+    batch = sharding.put_batch(next(it), mesh)
     state, aux = step_fn(state, params, family_N, batch)
     step += 1
     bar.update(1)
     if step % int(c.log_every) == 0 or step == int(c.steps):
       aux = {k: float(v) for k, v in aux.items()}
-      rate = (step - n0) * int(c.batch_size) * len(its) / max(time.time() - t0, 1e-9)
+      rate = (step - n0) * int(c.batch_size) / max(time.time() - t0, 1e-9)
       last = dict(step=step, lr=float(lr(step)), examples_per_s=rate, **aux)
       bar.set_postfix(loss=f"{aux['loss']:.3f}", acc=f"{aux['acc']:.2f}", ex_s=f"{rate:.0f}")
     every = int(c.val_every)
@@ -331,7 +251,7 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       if step == int(c.steps) and v is not None:
         _save_final_val(config, workdir, val, step, v, per, per_task)
     if step % int(c.checkpoint_every) == 0 or step == int(c.steps):
-      mngr.save(step, args=_ckpt_args(state, its, True), force=True)
+      mngr.save(step, args=_ckpt_args(state, it, True), force=True)
     if last.get("step") == step:
       _log(metrics_path, tb, last)
   mngr.wait_until_finished()
@@ -405,10 +325,7 @@ def _uncommitted(tree):
 
 
 def load_policy(config, workdir):
-  """The policy of the latest SFT checkpoint in workdir (None if there is none); with
-  `model.pool` set, the pooled ensemble of the runs it names instead (`pooled_policy`)."""
-  if config.model.get("pool", ""):
-    return pooled_policy(config, str(config.model.pool))
+  """The policy of the latest SFT checkpoint in workdir (None if there is none)."""
   path = os.path.join(workdir, "sft", "ckpt")
   if not os.path.isdir(path):
     return None
@@ -418,28 +335,6 @@ def load_policy(config, workdir):
     return None
   graphdef, state, _ = init_state(config)
   return restore_model(mngr, step, graphdef, state)
-
-
-def pooled_policy(config, spec: str):
-  """`model.pool` = "DIR[:i],DIR[:i],...": the members of several finished runs' SFT checkpoints
-  (all of them, or member i) as one Ensemble, e.g. members of separately trained seeds
-  (docs/experiments.md "Model selection", "A bagged ensemble"). Each run must have been trained
-  with this config's model settings."""
-  members = []
-  for item in [x.strip() for x in spec.split(",") if x.strip()]:
-    d, _, i = item.partition(":")
-    cfg = config.copy_and_resolve_references()
-    cfg.model.pool = ""
-    m = load_policy(cfg, d)
-    if m is None:
-      raise ValueError(f"--config.model.pool: {d!r} has no SFT checkpoint (sft/ckpt)")
-    ms = list(m.members) if isinstance(m, model_lib.Ensemble) else [m]
-    if i and not (i.isdigit() and int(i) < len(ms)):
-      raise ValueError(f"--config.model.pool: {item!r} names member {i} of a {len(ms)}-member run")
-    members += [ms[int(i)]] if i else ms
-  if not members:
-    raise ValueError("--config.model.pool is set but names no run")
-  return members[0] if len(members) == 1 else model_lib.Ensemble(members)
 
 
 def restore_model(mngr, step, graphdef, state):

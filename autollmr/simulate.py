@@ -97,10 +97,10 @@ def union_params(parts, d_max: int, g_max: int, invalid_penalty: float,
 
 
 def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
-               max_target_configs: int, target_rule: str = "visible") -> dict:
+               max_target_configs: int) -> dict:
   """One EnvParams over the `split` ("train" or "val") tasks of every table, built from each
   table's `training_table` view (train + val fidelities only). Returns params, sizes, family_N,
-  names (one per task) and tasks. target_rule: `env.target_candidates` over the cap."""
+  names (one per task) and tasks."""
   built = []
   for name in sorted(splits):
     s = splits[name]
@@ -112,8 +112,7 @@ def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
     return None
   make = lambda v, ts, **kw: env_lib.make_params(
       v, ts, max_cheap_rows=max_cheap_rows, max_target_configs=max_target_configs,
-      invalid_penalty=config.env.invalid_penalty, repeat_penalty=config.env.repeat_penalty,
-      target_rule=target_rule, **kw)
+      invalid_penalty=config.env.invalid_penalty, repeat_penalty=config.env.repeat_penalty, **kw)
   sizes = [make(v, ts)[1] for v, ts in built]
   A = max(s.num_candidates for s in sizes)
   T = max(s.max_turns for s in sizes)
@@ -151,8 +150,8 @@ def rl_bank(config, tables, splits) -> dict | None:
   `rl.holdout_configs` without the target results of the held configs (env.config_holdout:
   those are for the gate, held_bank)."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
-                    config.sim.max_target_configs, config.sim.get("target_rule", "visible"))
-  if bank is not None and float(config.rl.get("holdout_configs", 0.0)):
+                    config.sim.max_target_configs)
+  if bank is not None and float(config.rl.holdout_configs):
     frac = float(config.rl.holdout_configs)
     bank["params"] = env_lib.config_holdout(
         bank["params"], frac, False, env_lib.held_configs(bank["table_sizes"], frac))[0]
@@ -183,9 +182,9 @@ def held_bank(config, tables, splits) -> dict | None:
 def data_streams(config) -> int:
   """How many separate teacher datasets SFT reads: one per ensemble member under
   `sim.member_draws`, else one that every member shares."""
-  if not config.sim.get("member_draws", False):
+  if not config.sim.member_draws:
     return 1
-  return max(1, int(config.model.get("members", 1)))
+  return max(1, int(config.model.members))
 
 
 def bank_copies(config) -> int:
@@ -207,7 +206,7 @@ def train_bank(config, tables, splits):
   learn by heart). Under `sim.member_draws` each of the M ensemble members gets its own S - 1
   draws (1 + M (S - 1) copies, `stream_copies`). Task names get a "#copy" suffix."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
-                    config.sim.max_target_configs, config.sim.get("target_rule", "visible"))
+                    config.sim.max_target_configs)
   S = bank_copies(config)
   if bank is None or S <= 1:
     return bank
@@ -291,12 +290,12 @@ def teacher_ridges(config) -> tuple:
   """((lam, fid_weight), ...) of the ridge scorers the teacher adds to its kernels: the policy's
   ridge inputs (model.ridges), so every teacher choice stays explainable from the student's
   observation."""
-  return model_lib._pairs(config.model.get("ridges", ""))
+  return model_lib.pairs(config.model.ridges)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges", "robust_ties"))
+@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges"))
 def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys,
-                   ridges=(), robust_ties=False):
+                   ridges=()):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
   ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_predict`) as
@@ -367,14 +366,9 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
     state = jax.tree.map(lambda x, s: jnp.where(
         done_E.reshape(done_E.shape + (1,) * (x.ndim - 1)), s, x), nxt, state)
-    # each query's own regret (1 unless a new target result): what the rollout would have ended
-    # with had its best query been missing is the second best of these (the robust tie-break)
-    own = info["is_target"] & ~info["repeat"] & ~done_E
-    y = params.sign * jnp.where(own, info["value"], jnp.inf)
     rec = dict(queried_T=obs.queried_T, norm_T=obs.norm_T, budget_left=obs.budget_left,
                turn=obs.turn, action=action_E, active=~done_E,
-               regret=jnp.where(done_E, 0.0, info["regret"]),
-               own_regret=env_lib.regret_of(params, state.task, jnp.where(own, y, jnp.inf)))
+               regret=jnp.where(done_E, 0.0, info["regret"]))
     return (state, done_E | info["done"], prior), rec
 
   (state, _, _), rec = jax.lax.scan(turn, (state, jnp.zeros(pair_E.shape, bool), prior),
@@ -382,25 +376,12 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
   regret_PxN = env_lib.regret_of(params, state.task, state.best).reshape(P, n)
   cost_PxN = state.cost_spent.reshape(P, n)
   auc_PxN = rec["regret"].sum(0).reshape(P, n)  # anytime regret summed over the turns
-  # Ties (many rollouts reach the same regret, cost and curve, e.g. all that hit the optimum with
-  # their first query) go to the rollout whose other queries were best (its second-best query's
-  # regret): otherwise the lowest rollout index wins and the student copies whatever that mode
-  # did after the hit (sim.robust_ties; False: the old order)
-  own_TxE = rec["own_regret"]
-  loo_PxN = (jnp.sort(own_TxE, axis=0)[1] if own_TxE.shape[0] > 1
-             else jnp.ones_like(own_TxE[0])).reshape(P, n)
-  best_P = jax.vmap(lambda r, c, a, l: jnp.lexsort((l, a, c, r))[0])(
-      regret_PxN, cost_PxN, auc_PxN, loo_PxN if robust_ties else jnp.zeros_like(loo_PxN))
+  # ties (same regret, cost and curve) go to the lowest rollout index
+  best_P = jax.vmap(lambda r, c, a: jnp.lexsort((a, c, r))[0])(regret_PxN, cost_PxN, auc_PxN)
   pick = lambda x: jax.vmap(lambda xp, b: xp[b])(x.reshape((P, n) + x.shape[1:]), best_P)
-  kept = {k: pick(jnp.swapaxes(v, 0, 1)) for k, v in rec.items()
-          if k not in ("regret", "own_regret")}  # P x T
-  regret_P = pick(regret_PxN.reshape(-1))
-  # The turn of the kept rollout's last improvement: its best-so-far regret first reaches the
-  # final value there; later queries changed nothing the outcome filter saw (sim.cut_after_best)
-  curve_PxT = pick(jnp.swapaxes(rec["regret"], 0, 1))
-  last_P = jnp.argmax(curve_PxT <= regret_P[:, None] + 1e-7, axis=1).astype(jnp.int32)
-  return dict(kept, regret_P=regret_P, cost_P=pick(cost_PxN.reshape(-1)),
-              loo_P=pick(loo_PxN.reshape(-1)), regret_PxN=regret_PxN, last_P=last_P)
+  kept = {k: pick(jnp.swapaxes(v, 0, 1)) for k, v in rec.items() if k != "regret"}  # P x T
+  return dict(kept, regret_P=pick(regret_PxN.reshape(-1)), cost_P=pick(cost_PxN.reshape(-1)),
+              regret_PxN=regret_PxN)
 
 
 def run_teacher(config, bank, pairs_task, pairs_seed, key):
@@ -416,8 +397,7 @@ def run_teacher(config, bank, pairs_task, pairs_seed, key):
     out = simulate_chunk(bank["params"], bank["family_N"], jnp.asarray(t), jnp.asarray(s),
                          jax.random.fold_in(key, i), hl, modes, sizes=bank["sizes"],
                          n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows),
-                         ridges=teacher_ridges(config),
-                         robust_ties=bool(config.sim.get("robust_ties", False)))
+                         ridges=teacher_ridges(config))
     outs.append(jax.tree.map(lambda x: np.asarray(x)[:m], out))
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
@@ -454,7 +434,6 @@ def run(config, workdir, tables, splits) -> dict:
   pairs_task, pairs_seed = np.concatenate(pairs_task), np.concatenate(pairs_seed)
   out = run_teacher(config, bank, pairs_task, pairs_seed, jax.random.key(int(config.seed)))
   stream_P = np.repeat(np.arange(M), len(pairs_task) // M)
-  cut = bool(config.sim.get("cut_after_best", False))
   os.makedirs(out_dir, exist_ok=True)
   n_steps = 0
   tmp = path + ".tmp"
@@ -463,10 +442,7 @@ def run(config, workdir, tables, splits) -> dict:
     for p in range(len(pairs_task)):
       if p == 0 or stream_P[p] != stream_P[p - 1]:
         ranges.append([n_steps, n_steps])
-      steps = np.flatnonzero(out["active"][p])
-      if cut:  # only the decisions up to the kept rollout's last improvement
-        steps = steps[steps <= out["last_P"][p]]
-      for t in steps:
+      for t in np.flatnonzero(out["active"][p]):
         writer.write(encode_step(dict(
             task=np.int32(pairs_task[p]), seed=np.uint32(pairs_seed[p]),
             queried_T=out["queried_T"][p, t], norm_T=out["norm_T"][p, t],

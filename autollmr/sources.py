@@ -7,7 +7,6 @@ unavailable and the synthetic stand-ins (synthetic.py) are used instead.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -102,16 +101,11 @@ def constrain(table: Table, aux: str, quantile: float) -> Table:
       f"fidelity ({caps_txt}).")
 
 
-def load_table(name: str, data_dir: str | None = None, use_cache: bool = True,
-               objective: str | None = None) -> Table:
-  """One table by name: built-in real (from the data dir), generated, or synthetic.
-  objective: another column of a real table's CSV as the objective (objective_variant)."""
+def load_table(name: str, data_dir: str | None = None, use_cache: bool = True) -> Table:
+  """One table by name: built-in real (from the data dir), generated, or synthetic."""
   for suffix, (aux, q) in CONSTRAINED.items():
     if name.endswith(suffix):
-      return constrain(load_table(name[:-len(suffix)], data_dir, use_cache, objective), aux, q)
-  if objective is not None and name not in REAL_TABLES:
-    raise KeyError(f"table {name!r}: another objective column needs a real table's CSV; real "
-                   f"tables: {list(REAL_TABLES)}")
+      return constrain(load_table(name[:-len(suffix)], data_dir, use_cache), aux, q)
   if name == "grpo":
     from autollmr import synthetic
     return synthetic.grpo_table()
@@ -128,46 +122,7 @@ def load_table(name: str, data_dir: str | None = None, use_cache: bool = True,
   if d is None:
     raise FileNotFoundError(
         f"table {name!r} needs the data directory (none found: set --data_dir or AUTOLLMR_DATA)")
-  spec = builtin_spec(name)
-  if objective is not None:
-    spec = objective_variant(spec, objective)
-  return load_spec_table(spec, base_dir=d, use_cache=use_cache)
-
-
-# --- other objective columns of the same runs ----------------------------------------------------
-#
-# A study usually records more than its headline metric (ADMIRE: 17 benchmark scores beside their
-# average). Each column is another landscape over the same configs and fidelities: more training
-# tasks from real runs (pipeline.add_aux_objectives), named "<table>@<short column>".
-
-def objective_variant(spec: dict, column: str) -> dict:
-  """The spec with `column` as its objective (same direction) and the name "<name>@<short>"."""
-  short = column[len("metric_"):] if column.startswith("metric_") else column
-  short = "".join(ch if ch.isalnum() else "_" for ch in short.split("::")[0]).strip("_")
-  return dict(spec, name=f"{spec['name']}@{short}",
-              objective=dict(spec["objective"], column=column))
-
-
-def objective_columns(name: str, pattern: str, data_dir: str | None = None) -> list[str]:
-  """The columns of table `name`'s CSV(s) matching the glob `pattern`, its objective left out."""
-  import fnmatch
-  base = next((name[:-len(s)] for s in CONSTRAINED if name.endswith(s)), name)
-  if base not in REAL_TABLES:
-    raise KeyError(f"table {name!r}: other objective columns need a real table's CSV; real "
-                   f"tables: {list(REAL_TABLES)}")
-  spec = builtin_spec(base)
-  d = find_data_dir(data_dir)
-  if d is None:
-    raise FileNotFoundError(f"table {name!r} needs the data directory (none found: set "
-                            "--data_dir or AUTOLLMR_DATA)")
-  paths = [os.path.join(d, p) for p in _as_list(spec["csv"])]
-  header = list(pd.read_csv(paths[0], nrows=0).columns)
-  cols = [c for c in header if fnmatch.fnmatchcase(c, pattern)
-          and c != spec["objective"]["column"]]
-  if not cols:
-    raise ValueError(f"{paths[0]}: no column matches {pattern!r} (besides the objective "
-                     f"{spec['objective']['column']!r}); columns: {header}")
-  return cols
+  return load_spec_table(builtin_spec(name), base_dir=d, use_cache=use_cache)
 
 
 def load_tables(names, data_dir: str | None = None) -> dict[str, Table]:

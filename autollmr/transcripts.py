@@ -397,7 +397,7 @@ def write_eval_transcripts(config, workdir, tables, splits, out_dir, methods=())
   DIR/transcripts/, plus DIR/transcripts/queries.jsonl (what plots.landscape overlays).
   Returns the query records."""
   from autollmr import evaluate
-  n = int(config.eval.get("transcripts", 0))
+  n = int(config.eval.transcripts)
   if n <= 0:
     return []
   choosers = eval_choosers(config, workdir, methods)

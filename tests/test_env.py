@@ -312,26 +312,3 @@ def test_target_cap_ignores_the_target_values():
   assert set(best_at_f1.tolist()) <= set(picks[0])
 
 
-def test_target_cap_random_rule():
-  """rule "random" (sim.target_rule): a fixed uniform draw per (table, target), blind to every
-  value (cheap or target), with y* and y_worst taken within the draw; under the cap every config
-  stays and y* is the table's."""
-  rng = np.random.default_rng(4)
-  table = make_table(rng, 3, 60, hole_frac=0.0)
-  task = Task(table.name, "f2", ("f0", "f1"), rho=1.0, budget=5.0, max_turns=5)
-  picks = []
-  for perm in (np.arange(60), rng.permutation(60)):
-    t2 = table.with_changes(values_FxC=table.values_FxC[:, perm])  # every fidelity shuffled
-    cand = env.target_candidates(t2, 2, [0, 1], 10, "random")
-    params, _ = env.make_params(t2, [task], max_target_configs=10, target_rule="random")
-    is_tgt = np.asarray(params.cand_fid_NxA[0] == 2) & np.asarray(params.cand_exists_NxA[0])
-    assert sorted(np.asarray(params.cand_config_NxA[0])[is_tgt].tolist()) == cand.tolist()
-    assert np.isclose(float(params.y_star_N[0]), t2.values_FxC[2, cand].min())
-    assert np.isclose(float(params.y_worst_N[0]), t2.values_FxC[2, cand].max())
-    picks.append(cand.tolist())
-  assert picks[0] == picks[1] and len(set(picks[0])) == 10
-  assert picks[0] != env.target_candidates(table, 2, [0, 1], 10).tolist()
-  params, _ = env.make_params(table, [task], max_target_configs=60, target_rule="random")
-  assert np.isclose(float(params.y_star_N[0]), table.values_FxC[2].min())
-  with pytest.raises(ValueError, match="sim.target_rule"):
-    env.target_candidates(table, 2, [0, 1], 10, "best")

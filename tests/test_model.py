@@ -150,8 +150,7 @@ def test_ensemble_averages_its_members_log_probs(setup):
   assert isinstance(ens, model_lib.Ensemble) and len(ens.members) == 2
   c.model.members = 1
   single = model_lib.make_policy(c.model, seed=3)  # member 0 is the single policy of the seed
-  (l0, v0, s0), (l1, v1, _) = ens.member_outputs(v)
-  assert s0 is None  # no surrogate head unless model.surrogate
+  (l0, v0), (l1, v1) = ens.member_outputs(v)
   np.testing.assert_allclose(np.asarray(l0), np.asarray(single(v)[0]), rtol=1e-5, atol=1e-5)
   assert not np.allclose(np.asarray(l0), np.asarray(l1))  # members start apart
   logp, value = ens(v)

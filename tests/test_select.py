@@ -1,5 +1,4 @@
 """Model selection on validation: the grid, holding families out as validation, the summary."""
-import numpy as np
 import pytest
 
 from autollmr import pipeline
@@ -9,10 +8,10 @@ from configs import common
 
 
 def test_parse_grid_is_the_product_and_rejects_bad_axes():
-  pts = select.parse_grid(["model.layers=1,2", "model.raw_features=false"])
-  assert pts == [{"model.layers": "1", "model.raw_features": "false"},
-                 {"model.layers": "2", "model.raw_features": "false"}]
-  assert select.point_name(pts[1]) == "layers-2_raw_features-false"
+  pts = select.parse_grid(["model.layers=1,2", "sim.member_draws=false"])
+  assert pts == [{"model.layers": "1", "sim.member_draws": "false"},
+                 {"model.layers": "2", "sim.member_draws": "false"}]
+  assert select.point_name(pts[1]) == "layers-2_member_draws-false"
   assert select.parse_grid([]) == [{}]
   with pytest.raises(ValueError, match="model.layers"):
     select.parse_grid(["model.layers"])
@@ -42,16 +41,3 @@ def test_summary_marks_the_best_point(tmp_path):
   assert "**0.1000 +- 0.0000**" in md and (tmp_path / "selection.json").exists()
 
 
-def test_synthetic_training_draws_are_training_only():
-  cfg = common.base()
-  cfg.tasks.synthetic_train = 2
-  tables = {t.name: t for t in synthetic.synthetic_tables() if t.name == "synthetic_admire"}
-  splits = pipeline.curate_all(cfg, tables)
-  pipeline.add_synthetic_training(cfg, tables, splits)
-  extra = [n for n in splits if "@" in n]
-  assert len(extra) == 2 * 4 and all(n in tables for n in extra)
-  for n in extra:
-    assert splits[n]["train"] and not splits[n]["val"] and not splits[n]["test"]
-    assert all(t.table == n and t.split == "train" for t in splits[n]["train"])
-  a, b = tables["synthetic_admire@0"].values_FxC, tables["synthetic_admire@1"].values_FxC
-  assert not np.allclose(a, b, equal_nan=True)  # different draws

@@ -1,7 +1,6 @@
 """The text policy: rendering/tokenizing round-trips, the trie mask, zero loss weight on
 environment tokens, and a tiny `--config.policy=lm` run end to end."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp
