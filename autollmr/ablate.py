@@ -14,13 +14,22 @@ training seed's overall regret. Why: at rho = 1 a greedy agent plays every eval 
 the eval seeds alone say nothing about how much a retrained agent would differ. The peers do not
 depend on config.seed and are played once.
 """
+from __future__ import annotations
+
+import importlib.util
+import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from autollmr import cli
+from autollmr import errors
+from autollmr import pipeline
+from autollmr.evaluation import report
+from autollmr.peers import registry
 
 _WORKDIR = flags.DEFINE_string("workdir", "ablation", "Parent directory of the three runs.")
 # Defined so that absl accepts --config.* overrides; they are re-applied to each of the three.
@@ -32,7 +41,6 @@ RUNS = (("sft", "configs/sft.py"), ("rl_scratch", "configs/rl_scratch.py"), ("rl
 
 
 def load_config(path, arg: str = ""):
-  import importlib.util
   spec = importlib.util.spec_from_file_location("config", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
@@ -52,21 +60,17 @@ def set_flat(config, key: str, val: str):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  import json
-  from autollmr import evaluate
-  from autollmr import peers as peers_lib
-  from autollmr import pipeline
   overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
   given = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config=")]
   arg = given[-1].split(":", 1)[1] if given and ":" in given[-1] else ""
   try:
     train_seeds = [int(x) for x in _TRAIN_SEEDS.value.split(",") if x.strip()]
   except ValueError:
-    raise app.UsageError(f"--train_seeds={_TRAIN_SEEDS.value!r}: expected integers like 0,1,2")
+    raise errors.UserError(f"--train_seeds={_TRAIN_SEEDS.value!r}: expected integers like 0,1,2")
   if not train_seeds or len(set(train_seeds)) != len(train_seeds):
-    raise app.UsageError(f"--train_seeds={_TRAIN_SEEDS.value!r}: give distinct seeds, e.g. 0,1,2")
+    raise errors.UserError(f"--train_seeds={_TRAIN_SEEDS.value!r}: give distinct seeds, e.g. 0,1,2")
   if any(o.startswith("--config.seed=") for o in overrides) and _TRAIN_SEEDS.present:
-    raise app.UsageError("give training seeds with --train_seeds, not --config.seed")
+    raise errors.UserError("give training seeds with --train_seeds, not --config.seed")
   records, peers_taken = [], set()
   agents = {"sft": "sft_agent", "rl_scratch": "rl_agent", "rl": "rl_agent"}
   labels = {"sft": "distill_only", "rl_scratch": "rl_only", "rl": "distill+rl"}
@@ -89,7 +93,7 @@ def main(argv):
       pipeline.run(config, workdir)
       with open(os.path.join(workdir, pipeline.results_dir(config), "episodes.jsonl")) as f:
         recs = [json.loads(line) for line in f]
-      new_peers = {r["method"] for r in recs if r["method"] in peers_lib.PEERS} - peers_taken
+      new_peers = {r["method"] for r in recs if r["method"] in registry.PEERS} - peers_taken
       for r in recs:
         if r["method"] == agents[name]:
           r["method"], r["train_seed"] = labels[name], int(config.seed)
@@ -99,13 +103,13 @@ def main(argv):
       peers_taken |= new_peers
   sub = "_sub_studies" if int(config.eval.sub_studies) else ""  # --config.eval.sub_studies=N
   out = os.path.join(_WORKDIR.value, "ablation" + sub)
-  evaluate.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
-                         extra_md=evaluate.per_training_seed_md(records, labels.values()))
+  report.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
+                         extra_md=report.per_training_seed_md(records, labels.values()))
   md = os.path.join(_WORKDIR.value, f"ablation{sub}.md")
   os.replace(os.path.join(out, "leaderboard.md"), md)
-  print(evaluate.summary_text(records))
+  print(report.summary_text(records))
   print(f"\nwrote {md}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

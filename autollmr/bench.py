@@ -16,20 +16,29 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autollmr import env
-from autollmr import sources
-from autollmr.env_reference import ReferenceEnv
-from autollmr.table import Table
-from autollmr.tasks import Task
+from autollmr import cli
+from autollmr import errors
+from autollmr import pipeline
+from autollmr import sharding
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import rl
+from autollmr.gym import build
+from autollmr.gym import env as env_lib
+from autollmr.gym import sources
+from autollmr.gym import synthetic
+from autollmr.gym.reference import ReferenceEnv
+from autollmr.gym.table import Table
+from autollmr.gym.tasks import Task
+from configs import rl as rl_config
 
 _JSON = flags.DEFINE_bool("json", False, "Print JSON instead of readable lines.")
 _BATCHES = flags.DEFINE_list("batches", ["1024", "4096", "16384"], "Episode batch sizes.")
@@ -50,6 +59,7 @@ _CPU_DEVICES = flags.DEFINE_integer(
 
 
 # --- the workload: one table, one task ---------------------------------------------------------
+
 
 def _tiny_table() -> Table:
   """Hand-built fallback: 3 fidelities x 64 configs."""
@@ -74,7 +84,6 @@ def bench_table(data_dir: str | None = None) -> Table:
   except Exception:  # no data dir and no synthetic module yet: fall through
     pass
   try:
-    from autollmr import synthetic
     return synthetic.synthetic_tables()[0]
   except Exception:
     return _tiny_table()
@@ -89,13 +98,14 @@ def bench_task(table: Table, max_turns: int = 8) -> Task:
 
 # --- the in-scan random index generator ---------------------------------------------------------
 
+
 def draw(ctr, n: int):
   """A uniform-ish int in [0, n) from a uint32 counter (n < 2**16): hash, then multiply-shift.
 
   Not jax.random: a threefry draw per step costs more than the env step itself on CPU, so the
   benchmark would time the generator. One lowbias32 hash is a few integer ops.
   """
-  h = env.hash32(ctr)
+  h = env_lib.hash32(ctr)
   return (((h >> 16) * jnp.uint32(n)) >> 16).astype(jnp.int32)
 
 
@@ -117,7 +127,7 @@ def _timed(fn, args, repeats: int):
   return compile_s, best
 
 
-def env_rollout(steps: int, sizes: env.EnvSizes):
+def env_rollout(steps: int, sizes: env_lib.EnvSizes):
   """(state_B, ctr_B), params -> (same carry, acc_B); every output is summed into acc.
 
   The T-wide observation arrays go into a T-wide accumulator (elementwise, reduced once after the
@@ -126,7 +136,7 @@ def env_rollout(steps: int, sizes: env.EnvSizes):
   def one(state, ctr, params):
     def body(c, _):
       state, ctr, acc, acc_T = c
-      obs, state, r, term, trunc, info = env.step(state, draw(ctr, sizes.num_candidates),
+      obs, state, r, term, trunc, info = env_lib.step(state, draw(ctr, sizes.num_candidates),
                                                    params, sizes)
       acc_T = acc_T + obs.norm_T + obs.queried_T
       acc = (acc + r + obs.budget_left + obs.turn + obs.task + (obs.seed >> 24) + term + trunc
@@ -151,7 +161,7 @@ def gather_rollout(steps: int):
     F, C = values_FxC.shape
     def body(c, _):
       ctr, acc = c
-      h = env.hash32(ctr)
+      h = env_lib.hash32(ctr)
       f = (((h & jnp.uint32(0xFFFF)) * jnp.uint32(F)) >> 16).astype(jnp.int32)
       cc = (((h >> 16) * jnp.uint32(C)) >> 16).astype(jnp.int32)
       v = values_FxC[f, cc]
@@ -189,12 +199,12 @@ def bench_env(batches=(1024, 4096, 16384), steps: int = 128, repeats: int = 5,
   """Steps/s of the jitted env per batch size (compile time: of the best batch's program)."""
   table = bench_table(data_dir)
   task = bench_task(table)
-  params, sizes = env.make_params(table, [task])
+  params, sizes = build.make_params(table, [task])
   per_batch, compile_per_batch, bare = {}, {}, {}
   params_d = _spread(params, batched=False)
   for B in batches:
     seeds = jnp.asarray(np.random.default_rng(B).integers(0, 2**32, B, dtype=np.uint32))
-    state = jax.vmap(lambda s: env._fresh_state(params, sizes, 0, s, 0))(seeds)
+    state = jax.vmap(lambda s: env_lib.fresh_state(params, sizes, 0, s, 0))(seeds)
     # A counter stream per episode, far apart.
     ctr = lambda: _spread(jnp.arange(B, dtype=jnp.uint32) * jnp.uint32(1 << 20), batched=True)
     c_s, t_s = _timed(env_rollout(steps, sizes), ((_spread(state, True), ctr()), params_d),
@@ -223,13 +233,9 @@ def _env_from_flags() -> dict:
 
 # --- scale: RL updates against the device count ---------------------------------------------------
 
+
 def scale_one(n: int, size: str = "tiny", episodes: str = "8x8", updates: int = 3) -> dict:
   """Episodes/s of jitted RL updates (rollout + loss + step) on a (n, 1) mesh, in this process."""
-  from autollmr import pipeline
-  from autollmr import rl
-  from autollmr import sharding
-  from autollmr import simulate
-  from configs import rl as rl_config
   c = rl_config.get_config("tiny" if size == "tiny" else "")
   c.data_dir, c.tasks.families = "none", "synthetic_admire,grpo"
   c.rl.init, c.rl.updates_per_call = "scratch", 1
@@ -237,7 +243,7 @@ def scale_one(n: int, size: str = "tiny", episodes: str = "8x8", updates: int = 
   c.mesh.data, c.mesh.model = n, 1
   tables = pipeline.load_tables(c)
   splits = pipeline.curate_all(c, tables)
-  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+  bank = bank_lib.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
                              c.sim.max_target_configs)
   graphdef, state, ref_graphdef, ref_state, _ = rl.init_states(c, None)
   mesh = sharding.make_mesh(c)
@@ -268,7 +274,6 @@ def bench_scale(counts=(1, 2, 4, 8), size: str = "tiny", episodes: str = "8x8",
                 updates: int = 3) -> dict:
   """scale_one in a fresh subprocess per device count (fake CPU devices must be set before jax
   starts; real accelerators: the first n)."""
-  import subprocess
   accel = jax.default_backend() != "cpu"
   have = jax.device_count() if accel else None
   rows, skipped = {}, []
@@ -328,7 +333,7 @@ def format_text(name: str, out: dict) -> str:
 def main(argv):
   if len(argv) < 2 or argv[1] not in BENCHMARKS:
     names = ",".join(b for b in BENCHMARKS if not b.startswith("_"))
-    sys.exit(f"usage: python -m autollmr.bench {{{names}}} [--json]")
+    raise errors.UserError(f"expected one of {{{names}}}, got {argv[1:]}")
   if argv[1] != "scale":  # scale's own process only launches the runs
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)  # before the backend starts
   out = BENCHMARKS[argv[1]]()
@@ -336,4 +341,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

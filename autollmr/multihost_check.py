@@ -18,9 +18,14 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
+import jax
+
+from autollmr import cli
+from autollmr import pipeline
+from autollmr.agent import checkpoints
+from configs import rl as rl_config
 
 _PROCESSES = flags.DEFINE_integer("processes", 2, "Local processes (hosts).")
 _DEVICES = flags.DEFINE_integer("devices", 2, "Fake CPU devices per process.")
@@ -30,7 +35,6 @@ _PORT = flags.DEFINE_integer("port", None, "(internal) the coordinator's port.")
 
 
 def tiny_config():
-  from configs import rl as rl_config
   c = rl_config.get_config("tiny")
   c.data_dir = "none"
   c.sft.steps, c.sft.checkpoint_every = 4, 2
@@ -39,12 +43,10 @@ def tiny_config():
 
 
 def child(pid: int, port: int, workdir: str):
-  import jax
   jax.config.update("jax_num_cpu_devices", _DEVICES.value)
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=f"localhost:{port}",
                              num_processes=_PROCESSES.value, process_id=pid)
-  from autollmr import pipeline  # after the distributed init
   print(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} of "
         f"{jax.device_count()} devices", flush=True)
   pipeline.run(tiny_config(), workdir)
@@ -79,8 +81,7 @@ def main(argv):
       steps = [json.loads(line)["step"] for line in f]
     checks[f"{stage}_log_rows_once"] = steps == sorted(set(steps))
   checks["leaderboard"] = os.path.exists(os.path.join(workdir, "results", "leaderboard.json"))
-  from autollmr import sft
-  checks["sft_ckpt_restores_in_one_process"] = sft.load_policy(tiny_config(), workdir) is not None
+  checks["sft_ckpt_restores_in_one_process"] = checkpoints.load_sft_policy(tiny_config(), workdir) is not None
   out = dict(processes=_PROCESSES.value, devices_per_process=_DEVICES.value, workdir=workdir,
              seconds=round(time.time() - t0, 1), **checks)
   print(json.dumps(out, indent=1))
@@ -89,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,13 +14,27 @@ import os
 import shlex
 import sys
 import time
+import zlib
 
 from absl import logging
 
-from autollmr import evaluate
+from autollmr import errors
 from autollmr import sharding
-from autollmr import sources
-from autollmr import tasks as tasks_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import rl
+from autollmr.agent import sft
+from autollmr.agent import simulate
+from autollmr.evaluation import agents
+from autollmr.evaluation import plots
+from autollmr.evaluation import pool as pool_lib
+from autollmr.evaluation import report
+from autollmr.evaluation import runs
+from autollmr.evaluation import transcripts
+from autollmr.gym import sources
+from autollmr.gym import substudies
+from autollmr.gym import tasks as tasks_lib
+from autollmr.peers import registry
+from autollmr.text import train as lm_train
 
 
 def csv_list(s: str, cast=str) -> list:
@@ -34,7 +48,7 @@ def load_tables(config) -> dict:
   names = csv_list(config.tasks.families) or available
   unknown = [n for n in names if n not in available]
   if unknown:
-    raise ValueError(f"--config.tasks.families names {unknown}, not available here; available: "
+    raise errors.UserError(f"--config.tasks.families names {unknown}, not available here; available: "
                      f"{available} (data directory: {data_dir})")
   if data_dir is None:
     print("autollmr: no data directory found: using the synthetic tables (and the semi-synthetic "
@@ -53,7 +67,7 @@ def curate_all(config, tables) -> dict:
   held = csv_list(config.tasks.val_families)
   unknown = [n for n in held if n not in splits]
   if unknown:
-    raise ValueError(f"--config.tasks.val_families names {unknown}, not among the tables in use "
+    raise errors.UserError(f"--config.tasks.val_families names {unknown}, not among the tables in use "
                      f"{sorted(splits)}")
   for n in held:  # a whole family as validation: its training-level tasks are not trained on
     s = splits[n]
@@ -90,21 +104,18 @@ def stage_curate(config, workdir, tables, splits):
     print(f"[curate] wrote {path}")
 
 
-OPTIONAL_PEERS = ("smac_hpo", "smac_mf")  # need the [peers] extra (SMAC3)
-
-
 def eval_methods(config) -> list[str]:
   """The peers named by --config.eval.methods that can run here (unknown names are an error)."""
   methods = csv_list(config.eval.methods)
-  unknown = [m for m in methods if m not in evaluate.peers_lib.PEERS
-             and m not in OPTIONAL_PEERS]
+  unknown = [m for m in methods if m not in registry.PEERS
+             and m not in registry.OPTIONAL_PEERS]
   if unknown:
-    raise ValueError(f"--config.eval.methods names unknown method(s) {unknown}; peers: "
-                     f"{sorted(evaluate.peers_lib.PEERS)}")
-  missing = [m for m in methods if m not in evaluate.peers_lib.PEERS]
+    raise errors.UserError(f"--config.eval.methods names unknown method(s) {unknown}; peers: "
+                     f"{sorted(registry.PEERS)}")
+  missing = [m for m in methods if m not in registry.PEERS]
   if missing:
     print(f"[eval] skipping {missing}: install the optional extra (pip install -e '.[peers]')")
-  return [m for m in methods if m in evaluate.peers_lib.PEERS]
+  return [m for m in methods if m in registry.PEERS]
 
 
 def results_dir(config) -> str:
@@ -128,11 +139,11 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     print(f"[eval] exists: {board}")
     with open(os.path.join(out_dir, "episodes.jsonl")) as f:
       records = [json.loads(line) for line in f]
-    print(evaluate.summary_text(records))
+    print(report.summary_text(records))
     return
   seeds = list(range(config.eval.seeds))
   t0 = time.time()
-  with evaluate.peer_pool(evaluate.eval_workers(config)) as pool:
+  with pool_lib.peer_pool(pool_lib.eval_workers(config)) as pool:
     if n_sub:
       records = eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub, pool)
     else:
@@ -140,24 +151,22 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   if not sharding.is_main():
     return
-  evaluate.write_results(records, out_dir, command)
+  report.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
         "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
   if not n_sub:
-    from autollmr import plots
-    from autollmr import transcripts
     t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
     queries = transcripts.write_eval_transcripts(config, workdir, tables, splits, out_dir,
                                                  methods)
     pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
     print(f"[eval] {len(queries)} transcripts in {out_dir}/transcripts/ and {len(pngs)} plots "
           f"({', '.join(os.path.basename(p) for p in pngs)}) in {time.time() - t1:.0f}s")
-  print(evaluate.summary_text(records))
+  print(report.summary_text(records))
 
 
 def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
   """[(method, [(table, test tasks, learned-peer sources)])]: every applicable peer on every
-  table's "test" tasks (evaluate.run_peer_job). stand_in: {name: table} the learned peers train
+  table's "test" tasks (runs.run_peer_job). stand_in: {name: table} the learned peers train
   on in place of the played table (sub-studies train on the whole tables, as the agent did)."""
   jobs = []
   for n, s in splits.items():
@@ -174,17 +183,17 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
                                      if t.family == table.family and m != n],
                  stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
     jobs += [(m, [(table, s["test"], src)]) for m in methods
-             if evaluate.peers_lib.applicable(m, table)]
+             if registry.applicable(m, table)]
   return jobs
 
 
 def eval_all(config, workdir, tables, splits, methods, seeds, pool=None) -> list:
   """Every peer and every trained agent on every table's "test" tasks (records). The peers run
-  in `pool`'s processes (evaluate.peer_pool), then this one plays the agents (both at once would
+  in `pool`'s processes (pool_lib.peer_pool), then this one plays the agents (both at once would
   fight over the cores)."""
   work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
-  bar = evaluate.progress(evaluate.count_peer_episodes(work, methods, seeds), "[eval] peers")
-  futures = evaluate.submit_peer_jobs(peer_jobs(config, tables, splits, methods), seeds, config,
+  bar = runs.progress(runs.count_peer_episodes(work, methods, seeds), "[eval] peers")
+  futures = runs.submit_peer_jobs(peer_jobs(config, tables, splits, methods), seeds, config,
                                       pool, bar)
   records = [r for f in futures for part in f.result() for r in part]
   bar.close()
@@ -194,21 +203,20 @@ def eval_all(config, workdir, tables, splits, methods, seeds, pool=None) -> list
 
 def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int,
                      pool=None) -> list:
-  """eval_all on `n_sub` random sub-studies of every evaluated table (evaluate.sub_study_table:
+  """eval_all on `n_sub` random sub-studies of every evaluated table (substudies.sub_study_table:
   each config dropped with probability eval.sub_drop, the same draws for every method and every
   training seed). A record's task becomes "<target>~<i>", so a family's cell is the mean over its
   targets x sub-studies. The learned peers train on the whole tables, as the agent did; a job is
   one peer on one table's n_sub sub-studies, so its fits are made once."""
-  import zlib
   names = [n for n, s in splits.items() if s["test"]]
   work = [(tables[n], splits[n]["test"]) for n in names]
-  bar = evaluate.progress(n_sub * evaluate.count_peer_episodes(work, methods, seeds),
+  bar = runs.progress(n_sub * runs.count_peer_episodes(work, methods, seeds),
                           f"[eval] peers x {n_sub} sub-studies")
   subs = []
   for i in range(n_sub):
     sub_tables = dict(tables)
     for n in names:
-      sub_tables[n] = evaluate.sub_study_table(tables[n], float(config.eval.sub_drop),
+      sub_tables[n] = substudies.sub_study_table(tables[n], float(config.eval.sub_drop),
                                                zlib.crc32(f"{n}~{i}".encode()))
     subs.append(sub_tables)
   per_sub = [peer_jobs(config, t, splits, methods, stand_in={n: tables[n] for n in names})
@@ -217,7 +225,7 @@ def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int
   assert all(k == keys[0] for k in keys), keys
   jobs = [(job[0], [p for jobs_i in per_sub for p in jobs_i[j][1]])
           for j, job in enumerate(per_sub[0])]
-  futures = evaluate.submit_peer_jobs(jobs, seeds, config, pool, bar)
+  futures = runs.submit_peer_jobs(jobs, seeds, config, pool, bar)
   peers = [f.result() for f in futures]
   agents = [agent_records(config, workdir, t, splits) for t in subs]
   records = []
@@ -232,25 +240,21 @@ def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int
 
 def agent_records(config, workdir, tables, splits) -> list:
   """Records of the trained agents in workdir (SFT, RL) on the test tasks ([] when none)."""
-  from autollmr import agent
-  from autollmr import rl
   records = []
-  for method, load in ((agent.METHOD, None), (rl.METHOD, rl.load_policy)):
+  for method, load in ((agents.METHOD, None), (agents.RL_METHOD, checkpoints.load_rl_policy)):
     model = load(config, workdir) if load else None
-    if load and model is None or not load and not agent.has_checkpoint(workdir):
+    if load and model is None or not load and not checkpoints.has_sft_checkpoint(workdir):
       continue
     t0 = time.time()
-    recs = agent.eval_records(config, workdir, tables, splits, method=method, model=model)
+    recs = agents.eval_records(config, workdir, tables, splits, method=method, model=model)
     print(f"[eval] {method}: {len(recs)} episodes in {time.time() - t0:.0f}s")
     records += recs
   if os.path.isdir(os.path.join(workdir, "lm")):  # the text policy, on the same board
-    from autollmr import lm_train
     records += lm_train.eval_records(config, workdir, tables, splits)
   return records
 
 
 def stage_simulate(config, workdir, tables, splits):
-  from autollmr import simulate
   path = os.path.join(workdir, "sim", "summary.json")
   if os.path.exists(path):
     print(f"[simulate] exists: {path}")
@@ -267,10 +271,8 @@ def stage_simulate(config, workdir, tables, splits):
 
 def stage_sft(config, workdir, tables, splits):
   if config.policy == "lm":  # the text policy (lm_train.py)
-    from autollmr import lm_train
     return lm_train.stage_sft(config, workdir, tables, splits)
-  from autollmr import sft
-  if sft.done(config, workdir):
+  if checkpoints.sft_done(config, workdir):
     print(f"[sft] exists: {os.path.join(workdir, 'sft', 'ckpt')}")
     return
   t0 = time.time()
@@ -282,10 +284,8 @@ def stage_sft(config, workdir, tables, splits):
 
 def stage_rl(config, workdir, tables, splits):
   if config.policy == "lm":
-    from autollmr import lm_train
     return lm_train.stage_rl(config, workdir, tables, splits)
-  from autollmr import rl
-  if rl.done(config, workdir):
+  if checkpoints.rl_done(config, workdir):
     print(f"[rl] exists: {os.path.join(workdir, 'rl', 'ckpt')}")
     return
   t0 = time.time()
@@ -294,7 +294,7 @@ def stage_rl(config, workdir, tables, splits):
   print(f"[rl] {out['step']} updates in {time.time() - t0:.0f}s"
         + (f", {rate:.0f} policy+env steps/s" if rate else "") + "; last: "
         + ", ".join(f"{k}={v:.4g}" for k, v in out["last"].items() if isinstance(v, float)))
-  best = rl._read_best(workdir)
+  best = checkpoints.read_best(workdir)
   if best is not None and config.rl.select_on_val:
     print(f"[rl] evaluated policy: step {best['step']} (lowest validation criterion "
           f"{best['val_select']:.4f}; step 0 = the starting policy)")
@@ -309,12 +309,12 @@ def run(config, workdir: str):
   stages = csv_list(config.stages)
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
-    raise ValueError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
+    raise errors.UserError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
   if config.eval.split not in ("standard", "lofo", "val"):
-    raise ValueError("--config.eval.split must be standard, lofo or val, got "
+    raise errors.UserError("--config.eval.split must be standard, lofo or val, got "
                      f"{config.eval.split!r}")
   if int(config.eval.sub_studies) < 0:
-    raise ValueError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")
+    raise errors.UserError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")
   if "eval" in stages:
     eval_methods(config)
   if sharding.is_main():

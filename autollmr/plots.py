@@ -1,235 +1,51 @@
-"""Plots a researcher reads: learning curves, and the landscape of each table with the agent's
-queries on it (regret vs budget is evaluate.plot_regret_vs_budget).
+"""Plots of a workdir: `python -m autollmr.plots curves|landscape --workdir=DIR`.
 
-  python -m autollmr.plots curves --workdir=DIR      -> DIR/results/learning_curves.png
-  python -m autollmr.plots landscape --workdir=DIR [--tables=a,b] [--axes=x,y]
-                                                     -> DIR/results/landscape_<table>.png
+  curves     DIR/results/learning_curves.png: the SFT and RL learning curves
+  landscape  DIR/results/landscape_<table>.png: objective heatmaps per fidelity over two config
+             axes, the transcripts' queries on them (--tables=a,b, --axes=x,y)
 
-Learning curves read DIR/sft/metrics.jsonl and DIR/rl/metrics.jsonl (what the stages log). A
-landscape is one heatmap per fidelity of the objective over two config axes (default: the two
-features with the most distinct values), each cell the best value over the other features (the
-configs a researcher could still pick there); colours span each fidelity's best values to its
-median + 1.5 IQR on the bad side, so diverged runs do not wash out the basin; bright = better. The
-queries of the evaluation's transcripts (DIR/results/transcripts/queries.jsonl) are drawn on the
-panel of the fidelity they ran at, numbered in order; the recommendation is starred. The eval
-stage writes both (pipeline.stage_eval).
+The eval stage writes both (evaluation/plots.py).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 
-import numpy as np
+from absl import flags
 
-CURVES = (("sft", "loss"), ("sft", "acc"), ("sft", "val_regret"),
-          ("rl", "regret"), ("rl", "val_regret"), ("rl", "kl"))
-MAX_BINS = 24  # an axis with more distinct values is binned by quantiles
+from autollmr import cli
+from autollmr import errors
+from autollmr.evaluation import plots
+from autollmr.gym import sources
 
-
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def read_metrics(workdir: str) -> dict:
-  """{stage: [rows]} for the stages with a metrics.jsonl."""
-  out = {}
-  for stage in ("sft", "rl"):
-    path = os.path.join(workdir, stage, "metrics.jsonl")
-    if os.path.exists(path):
-      with open(path) as f:
-        out[stage] = [json.loads(line) for line in f if line.strip()]
-  return out
+_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir of `python -m autollmr.main`.",
+                               required=True)
+_TABLES = flags.DEFINE_list("tables", [], "landscape: tables (default: those of the transcripts, "
+                            "else the workdir's families).")
+_AXES = flags.DEFINE_list("axes", [], "landscape: two config feature names, x,y.")
+_OUT = flags.DEFINE_string("out", "", "Output directory (default WORKDIR/results).")
 
 
-def curves(workdir: str, path: str) -> str:
-  """The SFT and RL learning curves of a workdir as one PNG; FileNotFoundError if neither ran."""
-  metrics = read_metrics(workdir)
-  panels = [(s, k) for s, k in CURVES if any(r.get(k) is not None for r in metrics.get(s, []))]
-  if not panels:
-    raise FileNotFoundError(f"no metrics in {workdir}/sft/metrics.jsonl or "
-                            f"{workdir}/rl/metrics.jsonl (run the sft / rl stages first)")
-  plt = _plt()
-  cols = min(3, len(panels))
-  rows = int(np.ceil(len(panels) / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-  for ax, (stage, key) in zip(axes.flat, panels):
-    pts = [(r["step"], r[key]) for r in metrics[stage] if r.get(key) is not None]
-    x, y = zip(*pts)
-    ax.plot(x, y, marker="o" if len(pts) < 30 else None, ms=3)
-    ax.set_title(f"{stage.upper()}: {key}")
-    ax.set_xlabel("update" if stage == "rl" else "step")
-    ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
-
-
-def default_axes(table) -> tuple[int, int]:
-  """The two config features with the most distinct values (ties: the larger spread)."""
-  x = table.config_features_CxD[table.valid_FxC.any(0)]
-  key = lambda j: (len(np.unique(np.round(x[:, j], 6))), float(x[:, j].std()))
-  order = sorted(range(x.shape[1]), key=key, reverse=True)
-  return (order[0], order[1]) if len(order) > 1 else (order[0], order[0])
-
-
-def _binner(v: np.ndarray):
-  """(bin index of each value, tick labels): distinct values, or quantile bins when many."""
-  u = np.unique(np.round(v, 6))
-  if len(u) <= MAX_BINS:
-    return (lambda x: np.searchsorted(u, np.round(x, 6)).clip(0, len(u) - 1),
-            [f"{t:.3g}" for t in u])
-  edges = np.unique(np.quantile(v, np.linspace(0, 1, MAX_BINS + 1)))
-  mids = 0.5 * (edges[:-1] + edges[1:])
-  return (lambda x: (np.searchsorted(edges, x, side="right") - 1).clip(0, len(mids) - 1),
-          [f"{t:.3g}" for t in mids])
-
-
-def _colour_range(grid, sign: float):
-  """(vmin, vmax): from the best values to the median + 1.5 IQR on the bad side (at most the
-  90th percentile), so diverged runs do not wash out the basin."""
-  v = sign * grid[np.isfinite(grid)]
-  q2, q25, q50, q75, q90 = np.percentile(v, [2, 25, 50, 75, 90])
-  bad = min(q90, q50 + 1.5 * (q75 - q25))
-  if bad <= q2:
-    bad = v.max() if v.max() > q2 else q2 + 1e-6
-  lo, hi = sorted((sign * q2, sign * bad))
-  return lo, hi
-
-
-def landscape(table, queries: list[dict], path: str, axes=None) -> str:
-  """One heatmap per fidelity (objective over two config axes, best over the others) with the
-  queries of `queries` (transcripts.queries_record dicts of this table) overlaid."""
-  plt = _plt()
-  names = list(table.config_feature_names)
-  if axes is None:
-    jx, jy = default_axes(table)
-  else:
-    missing = [a for a in axes if a not in names]
-    if missing:
-      raise KeyError(f"table {table.name!r} has no config feature(s) {missing}; it has {names}")
-    jx, jy = names.index(axes[0]), names.index(axes[1])
-  X = table.config_features_CxD
-  bx, tx = _binner(X[table.valid_FxC.any(0), jx])
-  by, ty = _binner(X[table.valid_FxC.any(0), jy])
-  fids = [f for f in range(table.num_fidelities) if table.valid_FxC[f].any()]
-  cols = min(4, len(fids))
-  rows = int(np.ceil(len(fids) / cols))
-  fig, axs = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.1 * rows + 0.6), squeeze=False)
-  s = table.sign()
-  cmap = "viridis_r" if table.direction == "min" else "viridis"  # bright = better
-  episodes = [q for q in queries if q.get("table") == table.name]
-  marks = plt.get_cmap("tab10")
-  for ax, f in zip(axs.flat, fids):
-    c = np.flatnonzero(table.valid_FxC[f])
-    grid = np.full((len(ty), len(tx)), np.nan)
-    for ix, iy, v in zip(bx(X[c, jx]), by(X[c, jy]), table.values_FxC[f, c]):
-      if np.isnan(grid[iy, ix]) or s * v < s * grid[iy, ix]:
-        grid[iy, ix] = v
-    lo, hi = _colour_range(grid, s)
-    im = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, vmin=lo, vmax=hi,
-                   interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    name = table.fidelity_names[f]
-    for e, ep in enumerate(episodes):
-      pts = [(i, q) for i, q in enumerate(ep["queries"], 1) if q["fidelity"] == name]
-      for i, q in pts:
-        x, y = bx(np.array([q["features"][jx]]))[0], by(np.array([q["features"][jy]]))[0]
-        star = q["config"] == ep["recommendation"] and q["is_target"]
-        ax.scatter([x], [y], s=140 if star else 60, marker="*" if star else "o",
-                   facecolors="none" if not star else marks(e % 10),
-                   edgecolors=marks(e % 10), linewidths=1.5)
-        ax.annotate(str(i), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
-                    color=marks(e % 10))
-    ax.set_title(name, fontsize=9)
-    ax.set_xlabel(names[jx], fontsize=8)
-    ax.set_ylabel(names[jy], fontsize=8)
-    for setter, ticks in ((ax.set_xticks, tx), (ax.set_yticks, ty)):
-      step = max(1, len(ticks) // 6)
-      setter(range(0, len(ticks), step), ticks[::step], fontsize=7)
-  for ax in list(axs.flat)[len(fids):]:
-    ax.axis("off")
-  who = sorted({ep["method"] for ep in episodes})
-  fig.suptitle(f"{table.name}: {table.objective} ({table.direction}), best over the other config "
-               f"features" + (f"; queries of {', '.join(who)} (numbered, * = recommendation)"
-                              if who else ""), fontsize=10)
-  fig.tight_layout(rect=(0, 0, 1, 0.97))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
-
-
-def read_queries(results_dir: str) -> list[dict]:
-  path = os.path.join(results_dir, "transcripts", "queries.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def write_eval_plots(workdir: str, tables: dict, splits: dict, out_dir: str,
-                     queries: list[dict]) -> list[str]:
-  """The eval stage's plots: learning curves (when SFT/RL ran) and a landscape per table with
-  test tasks, the transcripts' queries overlaid. Returns the paths written."""
-  written = []
-  if read_metrics(workdir):
-    written.append(curves(workdir, os.path.join(out_dir, "learning_curves.png")))
-  for name in sorted(splits):
-    if splits[name]["test"]:
-      written.append(landscape(tables[name], queries,
-                               os.path.join(out_dir, f"landscape_{name}.png")))
-  return written
-
-
-def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(prog="python -m autollmr.plots",
-                               description=__doc__.split("\n\n")[0])
-  ap.add_argument("what", choices=("curves", "landscape"))
-  ap.add_argument("--workdir", required=True)
-  ap.add_argument("--tables", default="", help="landscape: comma list (default: the tables of "
-                  "the transcripts, else the workdir's families)")
-  ap.add_argument("--axes", default="", help="landscape: two config feature names, x,y")
-  ap.add_argument("--out", default="", help="output directory (default WORKDIR/results)")
-  a = ap.parse_args(argv)
-  out_dir = a.out or os.path.join(a.workdir, "results")
+def main(argv):
+  if argv[1:] not in (["curves"], ["landscape"]):
+    raise errors.UserError(f"expected 'curves' or 'landscape', got {argv[1:]}")
+  out_dir = _OUT.value or os.path.join(_WORKDIR.value, "results")
   os.makedirs(out_dir, exist_ok=True)
-  try:
-    if a.what == "curves":
-      print(curves(a.workdir, os.path.join(out_dir, "learning_curves.png")))
-      return 0
-    from autollmr import sources
-    queries = read_queries(os.path.join(a.workdir, "results"))
-    data_dir = None
-    cfg_path = os.path.join(a.workdir, "config.json")
-    families = []
-    if os.path.exists(cfg_path):
-      with open(cfg_path) as f:
-        cfg = json.load(f)
-      data_dir = cfg.get("data_dir") or None
-      families = [x for x in cfg.get("tasks", {}).get("families", "").split(",") if x]
-    names = ([x for x in a.tables.split(",") if x] or sorted({q["table"] for q in queries})
-             or families)
-    if not names:
-      raise FileNotFoundError(f"no tables: give --tables (no transcripts or families in "
-                              f"{a.workdir})")
-    axes = [x for x in a.axes.split(",") if x] or None
-    if axes is not None and len(axes) != 2:
-      raise ValueError(f"--axes needs two config feature names, got {a.axes!r}")
-    for n in names:
-      print(landscape(sources.load_table(n, data_dir), queries,
-                      os.path.join(out_dir, f"landscape_{n}.png"), axes))
-  except (FileNotFoundError, KeyError, ValueError) as e:
-    print(f"autollmr.plots: {e}", file=sys.stderr)
-    return 2
-  return 0
+  if argv[1] == "curves":
+    print(plots.curves(_WORKDIR.value, os.path.join(out_dir, "learning_curves.png")))
+    return
+  config = cli.workdir_config(_WORKDIR.value)
+  queries = plots.read_queries(os.path.join(_WORKDIR.value, "results"))
+  families = [x for x in config.tasks.families.split(",") if x]
+  names = _TABLES.value or sorted({q["table"] for q in queries}) or families
+  if not names:
+    raise errors.UserError(f"no tables: give --tables (no transcripts or families in "
+                           f"{_WORKDIR.value})")
+  if _AXES.value and len(_AXES.value) != 2:
+    raise errors.UserError(f"--axes needs two config feature names, got {_AXES.value}")
+  for n in names:
+    print(plots.landscape(sources.load_table(n, config.data_dir or None), queries,
+                          os.path.join(out_dir, f"landscape_{n}.png"), _AXES.value or None))
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

@@ -20,24 +20,26 @@ import json
 import os
 import re
 
+from absl import flags
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
-from absl import app
-from absl import flags
-from absl import logging
 
-from autollmr import agent
+from autollmr import cli
+from autollmr import errors
 from autollmr import pipeline
-from autollmr import rl
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import gate
+from autollmr.agent import play as play_lib
 
 
 def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
   """The pre-2026-11-24 s.e.: the val tasks and the draws as independent pairs, weighed 1/2
   (runs with a held bank, rl.holdout_configs: their clusters, equal weights)."""
   if "held" in per_task:
-    d = rl.clusters(per_task)[0] - rl.clusters(start)[0]
+    d = gate.clusters(per_task)[0] - gate.clusters(start)[0]
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
   groups = [k for k in ("tasks", "sub") if k in per_task and k in start]
   gain, var = 0.0, 0.0
@@ -49,31 +51,31 @@ def unclustered_gain(per_task: dict, start: dict) -> tuple[float, float]:
 
 
 def gate_banks(config):
-  """The run's gate banks (rl.gate_banks), rebuilt from its config."""
-  return rl.gate_banks(config, *pipeline.build_tables(config))
+  """The run's gate banks (gate.gate_banks), rebuilt from its config."""
+  return gate.gate_banks(config, *pipeline.build_tables(config))
 
 
 def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
   """Where RL could gain, before spending its compute: per bank and table, the starting policy's
-  (rl.start_policy) mean regret played greedily (what is evaluated; seeds as sft.val_seeds), the
+  (checkpoints.start_policy) mean regret played greedily (what is evaluated; seeds as sft.val_seeds), the
   mean of `group` sampled episodes per task (as RL's rollouts sample) and the mean over tasks of the best of those `group`. Why: GRPO learns only
   from the spread within a group, and a gain the gate can show is bounded by how far the greedy
-  regret sits above zero on its banks. Banks: "train" (RL's training tasks, simulate.rl_bank, as
+  regret sits above zero on its banks. Banks: "train" (RL's training tasks, bank_lib.rl_bank, as
   they are: RL plays random sub-studies of them), "held", "val" and "val_sub" (the gate's,
-  rl.gate_banks: the held training tasks, the val tasks, their sub-study draws). Tables weigh
+  gate.gate_banks: the held training tasks, the val tasks, their sub-study draws). Tables weigh
   equally in "overall"."""
   tables, splits = pipeline.build_tables(config)  # as pipeline.run builds them
-  val, held = rl.gate_banks(config, tables, splits)
-  banks = dict(train=simulate.rl_bank(config, tables, splits), held=held, val=val,
+  val, held = gate.gate_banks(config, tables, splits)
+  banks = dict(train=bank_lib.rl_bank(config, tables, splits), held=held, val=val,
                val_sub=val.get("sub") if val is not None else None)
-  model = rl.start_policy(config, workdir)
+  model = checkpoints.start_policy(config, workdir)
   seeds = np.arange(max(int(config.sft.val_seeds), 1))
   out = {}
   for name, bank in banks.items():
     if bank is None:
       continue
     n = len(bank["tasks"])
-    play = lambda s, **kw: agent.play(model, bank["params"], bank["sizes"], np.repeat(
+    play = lambda s, **kw: play_lib.play(model, bank["params"], bank["sizes"], np.repeat(
         np.arange(n), len(s)), np.tile(s, n), bank["family_N"], **kw)["regret"].reshape(n, -1)
     greedy_n = play(seeds).mean(1)
     sampled_nxG = play(np.arange(group), greedy=False, key=jax.random.key(int(config.seed)))
@@ -99,18 +101,18 @@ def replay(config, workdir) -> dict[int, dict]:
   """Per-task val regrets of every RL checkpoint on disk (rl/ckpt and rl/best), played again."""
   val, held = gate_banks(config)
   if val is None and held is None:
-    raise ValueError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
+    raise errors.UserError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
   out = {}
   for sub in ("ckpt", "best"):
     if not os.path.isdir(os.path.join(workdir, "rl", sub)):
       continue
-    mngr = rl._manager(workdir, sub)
+    mngr = checkpoints.rl_manager(workdir, sub)
     steps = mngr.all_steps()
     mngr.close()
     for step in steps:
       if step in out:
         continue
-      out[step] = rl._validate(config, rl.restore_policy(config, workdir, sub, step), val,
+      out[step] = gate.validate(config, checkpoints.restore_rl_policy(config, workdir, sub, step), val,
                                held)[1]
   return out
 
@@ -118,7 +120,7 @@ def replay(config, workdir) -> dict[int, dict]:
 def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
   start_path = os.path.join(workdir, "rl", "val_start.npz")
   if not os.path.exists(start_path):
-    raise FileNotFoundError(f"{start_path}: no starting-policy val regrets (rl.select_on_val off, "
+    raise errors.UserError(f"{start_path}: no starting-policy val regrets (rl.select_on_val off, "
                             "or a run from before paired selection)")
   start = dict(np.load(start_path))
   if "landscape" not in start:  # an older run: cluster its tasks by landscape as the rule now does
@@ -126,9 +128,9 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
   rows = []
   for step in sorted(per_step):
     per = per_step[step]
-    gain, se = rl.paired_gain(per, start)
+    gain, se = gate.paired_gain(per, start)
     _, se_old = unclustered_gain(per, start)
-    sel = rl.select_value(per)
+    sel = gate.select_value(per)
     rows.append(dict(step=step, val_select=sel, gain=gain, se=se, z=gain / se if se else float("nan"),
                      se_unclustered=se_old, z_unclustered=gain / se_old if se_old else float("nan"),
                      passes=bool(gain < -float(config.rl.select_z) * se)))
@@ -141,7 +143,7 @@ def main(argv):
   workdir = os.path.expanduser(flags.FLAGS.workdir)
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: not a workdir of autollmr.main")
+    raise errors.UserError(f"{path}: not a workdir of autollmr.main")
   config = ml_collections.ConfigDict(json.load(open(path)))
   if flags.FLAGS.headroom:
     print(f"{workdir}: the starting policy's regret, greedy / mean of {flags.FLAGS.group} sampled "
@@ -158,8 +160,8 @@ def main(argv):
     per_step = {int(m.group(1)): dict(np.load(f)) for f in files
                 if (m := re.search(r"val_(\d+)\.npz$", f))}
     if not per_step:
-      raise FileNotFoundError(f"{workdir}/rl has no val_<step>.npz (older run?): use --replay")
-  best = rl._read_best(workdir)
+      raise errors.UserError(f"{workdir}/rl has no val_<step>.npz (older run?): use --replay")
+  best = checkpoints.read_best(workdir)
   print(f"{workdir}: select_z {config.rl.select_z}; kept step "
         f"{best['step'] if best else '?'} (0 = the starting policy)")
   print("step  val_select      gain   s.e. (clustered)      z   s.e. (unclustered)      z  passes")
@@ -175,4 +177,4 @@ if __name__ == "__main__":  # flags defined here only: tests import this module 
   flags.DEFINE_bool("headroom", False, "Instead: the starting policy's greedy, sampled and "
                     "best-of-group regret on RL's training bank and the gate's banks.")
   flags.DEFINE_integer("group", 8, "Sampled episodes per task for --headroom.")
-  app.run(main)
+  cli.run(main)

@@ -1,8 +1,6 @@
 """Model selection on validation tasks: a grid of config overrides x training seeds.
 
-  python -m autollmr.select --config=configs/sft.py --workdir=DIR \
-      --grid=model.layers=1,2 --grid=sim.draws=1,4 \
-      --seeds=0,1,2 --jobs=2 --config.tasks.val_families=hwgpt,hwgpt_lat
+  python -m autollmr.select --config=configs/sft.py --workdir=DIR       --grid=model.layers=1,2 --grid=sim.draws=1,4       --seeds=0,1,2 --jobs=2 --config.tasks.val_families=hwgpt,hwgpt_lat
 
 Every grid point x seed runs the curate, simulate and sft stages of `autollmr.main` (a subprocess,
 in DIR/<point>/seed<k>; a finished run is not run again) and its final validation regret, overall
@@ -20,11 +18,15 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-from absl import app
 from absl import flags
+from ml_collections import config_flags
+import numpy as np
 
-_CONFIG = flags.DEFINE_string("config", "configs/sft.py", "Config file (as for autollmr.main).")
+from autollmr import cli
+from autollmr import errors
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/sft.py", "Config file (as for "
+                                          "autollmr.main); --config.x=y go to every run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the runs and selection.{json,md} go.",
                                required=True)
 _GRID = flags.DEFINE_multi_string("grid", [], "key=v1,v2,...: one axis of the grid (repeatable).")
@@ -39,7 +41,7 @@ def parse_grid(specs: list[str]) -> list[dict]:
     key, sep, values = spec.partition("=")
     vals = [v for v in values.split(",") if v]
     if not sep or not key or not vals:
-      raise ValueError(f"--grid={spec!r}: expected key=v1,v2,... (e.g. model.layers=1,2)")
+      raise errors.UserError(f"--grid={spec!r}: expected key=v1,v2,... (e.g. model.layers=1,2)")
     axes.append([(key, v) for v in vals])
   return [dict(p) for p in itertools.product(*axes)]
 
@@ -54,7 +56,7 @@ def final_val(run_dir: str) -> dict | None:
   rows = [json.loads(l) for l in open(path) if l.strip()]
   rows = [r for r in rows if r.get("val_regret") is not None]
   if not rows:
-    raise RuntimeError(f"{path}: no val_regret logged: the config has no validation tasks "
+    raise errors.UserError(f"{path}: no val_regret logged: the config has no validation tasks "
                        "(set --config.tasks.val_families or use tables with val levels)")
   return dict(val_regret=rows[-1]["val_regret"], by_table=rows[-1].get("val_by_table", {}),
               step=rows[-1]["step"])
@@ -110,10 +112,10 @@ def write(workdir: str, results: list[dict], rows: list[dict], command: str) -> 
 
 
 def main(argv):
-  extra = [a for a in argv[1:] if a.startswith("--config.")]
-  rest = [a for a in argv[1:] if not a.startswith("--config.")]
-  if rest:
-    raise app.UsageError(f"unexpected arguments {rest}")
+  if argv[1:]:
+    raise errors.UserError(f"unexpected arguments {argv[1:]}")
+  extra = [a for a in sys.argv[1:] if a.startswith("--config.")]  # checked by the flag parser
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   workdir = os.path.expanduser(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
   seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
@@ -121,7 +123,7 @@ def main(argv):
   print(f"[select] {len(jobs)} runs ({len(jobs) // len(seeds)} points x {len(seeds)} seeds), "
         f"{_JOBS.value} at a time, under {workdir}")
   with concurrent.futures.ThreadPoolExecutor(max(1, _JOBS.value)) as ex:
-    futs = [ex.submit(run_one, _CONFIG.value,
+    futs = [ex.submit(run_one, config_file,
                       os.path.join(workdir, point_name(p), f"seed{s}"), p, s, extra)
             for p, s in jobs]
     results = []
@@ -137,5 +139,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  # --config.x=y are not our flags: they are passed through to every run.
-  main(flags.FLAGS(sys.argv, known_only=True))
+  cli.run(main)

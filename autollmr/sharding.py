@@ -21,8 +21,13 @@ import math
 
 from flax import nnx
 import jax
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
+
+from autollmr import errors
 
 AXES = ("data", "model")
 RULES = {  # logical name -> mesh axis; names not listed are replicated
@@ -38,10 +43,10 @@ def mesh_shape(mcfg, n_devices: int | None = None) -> tuple[int, int]:
   data, model = int(mcfg.data), int(mcfg.model)
   if data == -1:
     if model < 1 or n % model:
-      raise ValueError(f"--config.mesh.model={model} does not divide the {n} devices")
+      raise errors.UserError(f"--config.mesh.model={model} does not divide the {n} devices")
     data = n // model
   if data < 1 or model < 1 or data * model > n:
-    raise ValueError(f"--config.mesh.data={mcfg.data} x --config.mesh.model={mcfg.model} needs "
+    raise errors.UserError(f"--config.mesh.data={mcfg.data} x --config.mesh.model={mcfg.model} needs "
                      f"more than the {n} devices here (data=-1: all that model leaves)")
   return data, model
 
@@ -49,7 +54,7 @@ def mesh_shape(mcfg, n_devices: int | None = None) -> tuple[int, int]:
 def make_mesh(config) -> jax.sharding.Mesh:
   """The (data, model) mesh over the first data x model devices (all of them by default)."""
   if config.mesh.params not in RULES:
-    raise ValueError(f"--config.mesh.params must be one of {sorted(RULES)}, got "
+    raise errors.UserError(f"--config.mesh.params must be one of {sorted(RULES)}, got "
                      f"{config.mesh.params!r}")
   shape = mesh_shape(config.mesh)
   return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * 2,
@@ -101,7 +106,7 @@ def put(tree, shardings):
 def check_divisible(n: int, mesh, flag: str):
   d = math.lcm(mesh.shape["data"], jax.process_count())
   if n % d:
-    raise ValueError(f"{flag}={n} must be a multiple of {d} (the mesh's data axis, "
+    raise errors.UserError(f"{flag}={n} must be a multiple of {d} (the mesh's data axis, "
                      f"{mesh.shape['data']}, and the {jax.process_count()} host(s)): change "
                      f"{flag} or --config.mesh.data")
 
@@ -120,7 +125,6 @@ def constrain_batch(tree, mesh):
 def host_local(tree):
   """Every array as a plain host-local copy (uncommitted, whole on every host), e.g. to play
   evaluation episodes locally with a model trained on the global mesh."""
-  from jax.experimental import multihost_utils
 
   def one(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
@@ -137,5 +141,4 @@ def is_main() -> bool:
 def sync(name: str):
   """A barrier across hosts (no-op on one): e.g. after process 0 wrote a stage's files."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)

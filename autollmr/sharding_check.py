@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 
 from flax import nnx
@@ -22,13 +21,18 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from autollmr import agent
-from autollmr import env as env_lib
+from autollmr import cli
+from autollmr import errors
 from autollmr import pipeline
-from autollmr import rl
-from autollmr import sft
 from autollmr import sharding
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import optim
+from autollmr.agent import play as play_lib
+from autollmr.agent import rl
+from autollmr.agent import sft
+from autollmr.agent import simulate
+from autollmr.gym import env as env_lib
 from configs import rl as rl_config
 
 MESHES = {"1x1_replicated": (1, 1, "replicated"), "8x1_fsdp": (8, 1, "fsdp"),
@@ -67,7 +71,7 @@ def env_outputs(bank, mesh):
   act_TxB = rng.integers(0, sizes.num_candidates, (T, B)).astype(np.int32)
 
   def run(params, family_N, task_B, seed_B, act_TxB):
-    state = jax.vmap(lambda t, s: env_lib._fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
+    state = jax.vmap(lambda t, s: env_lib.fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
 
     def body(state, a_B):
       obs, state, r, term, trunc, info = jax.vmap(
@@ -75,7 +79,7 @@ def env_outputs(bank, mesh):
       return state, (obs, r, term, trunc, info)
     state, out = jax.lax.scan(body, state, act_TxB)
     last = jax.vmap(lambda s: env_lib.observe(params, s))(state)
-    return out, agent.view(params, family_N, last, sizes)
+    return out, play_lib.view(params, family_N, last, sizes)
 
   args = (params, bank["family_N"], task_B, seed_B, act_TxB)
   if mesh is None:
@@ -103,7 +107,7 @@ def main(out_dir: str):
 
   # The env: identical outputs, one device vs the episode batch split over `data`.
   t = time.time()
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   ref = jax.tree.map(np.asarray, env_outputs(bank, None))
   res["env"] = {}
   for name, shape in (("8x1", (8, 1)), ("4x2", (4, 2))):
@@ -132,7 +136,7 @@ def main(out_dir: str):
     rl.train(cm, wd, tables, splits)
     res["rl"][name] = metrics(os.path.join(wd, "rl", "metrics.jsonl"))
     np.savez(os.path.join(out_dir, f"params_rl_{name}.npz"),
-             **params_of(rl.load_policy(cm, wd)))
+             **params_of(checkpoints.load_rl_policy(cm, wd)))
     res["seconds"][f"rl_{name}"] = time.time() - t
 
   # A checkpoint written on (8,1) fsdp, resumed and restored on (4,2) tp.
@@ -144,13 +148,13 @@ def main(out_dir: str):
   sft.train(a, wd, tables, splits, stop_after=2)  # saved at step 2, then "killed"
   b = tiny_config(MESHES["4x2_tp"])
   b.sft.checkpoint_every = 2
-  graphdef, state, _ = sft.init_state(b)
+  graphdef, state, _ = optim.sft_state(b)
   mesh = sharding.make_mesh(b)
   want = sharding.state_shardings(state, mesh, b.mesh.params)
   state = sharding.put(state, want)
-  mngr = sft._manager(wd, 2)
+  mngr = checkpoints.sft_manager(wd, 2)
   restored = mngr.restore(2, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(sft.abstract(state))))["state"]
+      state=ocp.args.StandardRestore(checkpoints.abstract(state))))["state"]
   mngr.close()
   got = jax.tree.leaves(restored)
   want = [x.sharding for x in jax.tree.leaves(nnx.to_pure_dict(state))]
@@ -170,5 +174,11 @@ def main(out_dir: str):
   print(json.dumps(res["seconds"]))
 
 
+def _main(argv):
+  if len(argv) != 2:
+    raise errors.UserError(f"expected one argument, the output directory; got {argv[1:]}")
+  main(argv[1])
+
+
 if __name__ == "__main__":
-  main(sys.argv[1])
+  cli.run(_main)

@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autollmr import advise
-from autollmr import sources
+from autollmr.advisor import answer
+from autollmr.advisor import sweep as sweep_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import optim
+from autollmr.gym import sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = "synthetic_steplaw_dense"
@@ -25,7 +28,7 @@ def table():
 @pytest.fixture
 def sweep(tmp_path, table):
   """A lab's CSV of runs: the table with every TARGET row removed (kept in withheld.csv)."""
-  return advise.export_table(table, str(tmp_path / "sweep"), withhold=TARGET)
+  return sweep_lib.export_table(table, str(tmp_path / "sweep"), withhold=TARGET)
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +37,14 @@ def agent_dir(tmp_path_factory):
   the policy's quality) and its config.json, as `python -m autollmr.main` leaves them."""
   from flax import nnx
   import orbax.checkpoint as ocp
-  from autollmr import sft
+
   from configs import sft as sft_config
   d = str(tmp_path_factory.mktemp("agent"))
   c = sft_config.get_config("tiny")
   with open(os.path.join(d, "config.json"), "w") as f:
     f.write(c.to_json(indent=1))
-  _, state, _ = sft.init_state(c)
-  mngr = sft._manager(d, 1)
+  _, state, _ = optim.sft_state(c)
+  mngr = checkpoints.sft_manager(d, 1)
   mngr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state))),
             force=True)
   mngr.wait_until_finished()
@@ -87,7 +90,7 @@ def test_peer_suggestions_are_target_configs_with_revealed_regret(sweep, table):
 
 
 def test_agent_suggestions_are_target_configs_with_revealed_regret(sweep, table, agent_dir):
-  out = advise.advise(sweep["spec"], TARGET, k=2, agent_dir=agent_dir, reveal=sweep["withheld"])
+  out = answer.advise(sweep["spec"], TARGET, k=2, agent_dir=agent_dir, reveal=sweep["withheld"])
   _check(out, table, 2)
   assert out["evidence_kind"] == "saliency" and "sft policy" in out["method"]
   assert all(0 < s["policy_prob"] <= 1 for s in out["suggestions"])
@@ -95,7 +98,7 @@ def test_agent_suggestions_are_target_configs_with_revealed_regret(sweep, table,
 
 def test_advisor_is_stateless_over_the_csv(sweep, table, agent_dir):
   """Run the suggestion (its withheld row joins the CSV), ask again: the search goes on."""
-  first = advise.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir,
+  first = answer.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir,
                         reveal=sweep["withheld"])
   s1 = first["suggestions"][0]
   held = pd.read_csv(sweep["withheld"])
@@ -105,14 +108,14 @@ def test_advisor_is_stateless_over_the_csv(sweep, table, agent_dir):
   assert len(row) == 1
   runs = pd.read_csv(sweep["runs"])
   pd.concat([runs, row], ignore_index=True).to_csv(sweep["runs"], index=False)
-  second = advise.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir,
+  second = answer.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir,
                          reveal=sweep["withheld"])
   assert second["known"]["target_runs"] == 1
   assert second["best_so_far"]["label"] == s1["label"]
   assert second["best_so_far"]["revealed"]["regret"] == s1["revealed"]["regret"]
   assert second["candidates"] == first["candidates"] - 1
   assert second["suggestions"][0]["label"] != s1["label"]
-  again = advise.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir)
+  again = answer.advise(sweep["spec"], TARGET, k=1, agent_dir=agent_dir)
   assert again["suggestions"][0]["label"] == second["suggestions"][0]["label"]  # no hidden state
 
 
@@ -137,7 +140,7 @@ def _small_sweep(tmp_path, n_config=2, fidelity_features=True, target_rows=True)
   return str(tmp_path / "spec.json")
 
 
-def test_refusals_name_what_is_missing(tmp_path, agent_dir):
+def test_refusals_name_what_is_missing(tmp_path, agent_dir, run_command, one_error_line):
   cases = [
       (dict(n_config=30), dict(agent_dir=agent_dir), "30 config features"),
       (dict(fidelity_features=False), dict(agent_dir=agent_dir), "no fidelity features"),
@@ -149,10 +152,10 @@ def test_refusals_name_what_is_missing(tmp_path, agent_dir):
     d = tmp_path / str(i)
     d.mkdir()
     spec = _small_sweep(d, **sweep_kw)
-    with pytest.raises(advise.Refusal, match=says.replace("(", r"\(")):
-      advise.advise(spec, "1B", k=2, **kw)
-  ok = advise.advise(_small_sweep(tmp_path), "1B", k=2, method="trend")  # a healthy one
+    with pytest.raises(answer.Refusal, match=says.replace("(", r"\(")):
+      answer.advise(spec, "1B", k=2, **kw)
+  ok = answer.advise(_small_sweep(tmp_path), "1B", k=2, method="trend")  # a healthy one
   assert len(ok["suggestions"]) == 2 and ok["known"]["target_runs"] == 12
   assert ok["candidates_from"] == "configs seen at other fidelities"
-  rc = advise.main(["--spec", spec, "--target", "nope", "--method", "random"])
-  assert rc == 2
+  assert "'nope'" in one_error_line(run_command(
+      "autollmr.advise", f"--spec={spec}", "--target=nope", "--method=random"))

@@ -1,4 +1,5 @@
 """The benchmark runs end to end at tiny sizes and reports what it promises."""
+
 from autollmr import bench
 
 KEYS = {"jax_steps_per_s", "reference_steps_per_s", "ratio", "batch", "per_batch",

@@ -5,16 +5,19 @@ turns) and the rollout is jitted once with params traced, so hypothesis examples
 """
 import dataclasses
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from autollmr import env
-from autollmr.env_reference import ReferenceEnv
-from autollmr.table import Table
-from autollmr.tasks import Task
+from autollmr.gym import build as build_lib
+from autollmr.gym import env as env_lib
+from autollmr.gym.reference import ReferenceEnv
+from autollmr.gym.table import Table
+from autollmr.gym.tasks import Task
 
 F_PAD, C_PAD, D, G = 4, 20, 2, 1
 N_TASKS, T_PAD = 3, 6
@@ -53,7 +56,7 @@ def random_tasks(rng, table: Table, n: int) -> list[Task]:
   return tasks
 
 
-def pad_params(params: env.EnvParams) -> env.EnvParams:
+def pad_params(params: env_lib.EnvParams) -> env_lib.EnvParams:
   """Pads the table axes to (F_PAD, C_PAD): unused fidelities and configs no task points at."""
   F, C = params.values_FxC.shape
   df, dc = F_PAD - F, C_PAD - C
@@ -75,11 +78,11 @@ def build(seed, F=None, C=None, direction=None, tasks=None, cap=512, ties=False)
   direction = direction or str(rng.choice(["min", "max"]))
   table = make_table(rng, F, C, direction, hole_frac=float(rng.uniform(0, 0.5)), ties=ties)
   tasks = tasks or random_tasks(rng, table, N_TASKS)
-  params, sizes = env.make_params(table, tasks, max_cheap_rows=cap,
+  params, sizes = build_lib.make_params(table, tasks, max_cheap_rows=cap,
                                   invalid_penalty=float(rng.choice([0, 0.1])),
                                   repeat_penalty=float(rng.choice([0, 0.05])),
                                   pad_to=A_PAD, pad_turns_to=T_PAD)
-  assert sizes == env.EnvSizes(A_PAD, T_PAD)
+  assert sizes == env_lib.EnvSizes(A_PAD, T_PAD)
   return table, tasks, pad_params(params), sizes
 
 
@@ -95,17 +98,17 @@ def random_actions(rng, params, task, n) -> np.ndarray:
   return acts.astype(np.int32)
 
 
-SIZES = env.EnvSizes(A_PAD, T_PAD)
+SIZES = env_lib.EnvSizes(A_PAD, T_PAD)
 
 
 def _rollout(params, task, seed, actions_L, sizes=SIZES):
   """One slot: reset-by-seed, then STEPS actions with auto-reset; stacked per-step outputs."""
-  state = env._fresh_state(params, sizes, task, seed, 0)
+  state = env_lib.fresh_state(params, sizes, task, seed, 0)
 
   def body(state, a):
-    obs0 = env.observe(params, state)
-    ex = env.expand_obs(params, obs0, sizes)
-    obs, state, r, term, trunc, info = env.step(state, a, params, sizes)
+    obs0 = env_lib.observe(params, state)
+    ex = env_lib.expand_obs(params, obs0, sizes)
+    obs, state, r, term, trunc, info = env_lib.step(state, a, params, sizes)
     obs = {k.name: getattr(obs, k.name) for k in dataclasses.fields(obs)}
     return state, dict(obs=obs, reward=r, terminated=term, truncated=trunc, info=info, ex=ex,
                        n_invalid=state.n_invalid, n_repeat=state.n_repeat,
@@ -194,11 +197,11 @@ def test_budget_not_negative_after_rounding():
   # Three cheap runs at 1/3 each: in float32 they sum to 1 + 6e-8, inside the 1e-6 slack of
   # budget 1, so all three are valid; what is left must be 0, not -6e-8.
   params = tiny(budget=1.0, cost_F=(1.0, 3.0))
-  state = env._fresh_state(params, SIZES, 0, 0, 0)
+  state = env_lib.fresh_state(params, SIZES, 0, 0, 0)
   ref = ReferenceEnv(params, SIZES, auto_reset=False)
   ref.reset(0, 0)
   for a in [0, 1, 2]:
-    obs, state, _, term, _, info = env.step(state, a, params, SIZES, auto_reset=False)
+    obs, state, _, term, _, info = env_lib.step(state, a, params, SIZES, auto_reset=False)
     ref.step(a)
     assert not info["invalid"]
   assert term and obs.budget_left == 0 and ref.budget_left == 0
@@ -217,7 +220,7 @@ def tiny(direction="min", rho=0.0, budget=5.0, max_turns=T_PAD, cost_F=(1.0, 2.0
       valid_FxC=np.ones((2, 4), bool), flagged_FxC=np.zeros((2, 4), bool),
       cost_F=np.array(cost_F), cost_unit="s")
   task = Task("tiny", "hi", ("lo",), rho=rho, budget=budget, max_turns=max_turns)
-  params, sizes = env.make_params(table, [task] * N_TASKS, pad_to=A_PAD, pad_turns_to=T_PAD)
+  params, sizes = build_lib.make_params(table, [task] * N_TASKS, pad_to=A_PAD, pad_turns_to=T_PAD)
   return pad_params(params)  # candidates: 0-3 cheap rows (f0, c0-3), 4-7 targets (f1, c0-3)
 
 
@@ -300,8 +303,8 @@ def test_target_cap_ignores_the_target_values():
     vals = table.values_FxC.copy()
     vals[2] = vals[2, perm]
     t2 = table.with_changes(values_FxC=vals)
-    cand = env.target_candidates(t2, 2, [0, 1], 10)
-    params, _ = env.make_params(t2, [task], max_target_configs=10)
+    cand = build_lib.target_candidates(t2, 2, [0, 1], 10)
+    params, _ = build_lib.make_params(t2, [task], max_target_configs=10)
     is_tgt = np.asarray(params.cand_fid_NxA[0] == 2) & np.asarray(params.cand_exists_NxA[0])
     assert sorted(np.asarray(params.cand_config_NxA[0])[is_tgt].tolist()) == cand.tolist()
     # y* stays the best of every valid target config, candidate or not

@@ -7,9 +7,16 @@ import sys
 
 import numpy as np
 
-from autollmr import evaluate
-from autollmr import tasks as tasks_lib
-from autollmr.table import Table
+from autollmr import pipeline
+from autollmr.evaluation import pool as pool_lib
+from autollmr.evaluation import report
+from autollmr.evaluation import runs
+from autollmr.evaluation import stats
+from autollmr.gym import substudies
+from autollmr.gym import tasks as tasks_lib
+from autollmr.gym.table import Table
+from autollmr.peers import episode
+from autollmr.peers import registry
 from configs import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,11 +42,11 @@ def test_random_search_matches_its_closed_form():
   split = tasks_lib.curate(table, budgets=(1, 2, 3, 5))
   cfg = common.base()
   seeds = list(range(300))
-  recs = evaluate.run_peers(table, split["test"], ["random"], seeds, cfg)
+  recs = runs.run_peers(table, split["test"], ["random"], seeds, cfg)
   for task in split["test"]:
     got = np.array([r["regret"] for r in recs if r["budget"] == task.budget])
-    want = evaluate.random_search_expectation(table, task)
-    lo, hi = evaluate.bootstrap_ci(got, n_boot=2000)
+    want = stats.random_search_expectation(table, task)
+    lo, hi = stats.bootstrap_ci(got, n_boot=2000)
     margin = 0.25 * (hi - lo)  # the CI of a mean over 300 seeds, with a little slack
     assert lo - margin <= want <= hi + margin, (task.budget, want, lo, hi)
 
@@ -48,9 +55,9 @@ def test_write_results_writes_the_four_files(tmp_path):
   table = _table()
   split = tasks_lib.curate(table, budgets=(1, 3))
   cfg = common.base()
-  recs = evaluate.run_peers(table, split["test"], ["random", "topk_transfer", "trend"],
+  recs = runs.run_peers(table, split["test"], ["random", "topk_transfer", "trend"],
                             range(4), cfg)
-  evaluate.write_results(recs, str(tmp_path), "python -m test")
+  report.write_results(recs, str(tmp_path), "python -m test")
   for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
     assert (tmp_path / f).stat().st_size > 0, f
   rows = json.loads((tmp_path / "leaderboard.json").read_text())
@@ -65,7 +72,7 @@ def test_write_results_writes_the_four_files(tmp_path):
 def test_cost_to_target_counts_runs():
   recs = [dict(method="m", family="f", budget=5, anytime_regret=[0.5, 0.005, 0.0], seed=0),
           dict(method="m", family="f", budget=5, anytime_regret=[0.5, 0.2, 0.1, 0.1, 0.1], seed=1)]
-  (mean, frac), = evaluate.cost_to_target(recs).values()
+  (mean, frac), = stats.cost_to_target(recs).values()
   assert mean == (2 + 6) / 2 and frac == 0.5
 
 
@@ -104,20 +111,19 @@ def test_eval_pipeline_tiny(tmp_path):
 def test_budget_free_prefixes_equal_direct_runs(monkeypatch):
   """A BUDGET_FREE peer's smaller budgets are read off its largest-budget episode: the records must
   equal playing each budget on its own (here every budget's task is evaluated alone)."""
-  from autollmr import peers as peers_lib
   table = _table(C=60, seed=3)
   split = tasks_lib.curate(table, budgets=(1, 2, 4))
   cfg = common.base()
   methods = ["topk_transfer", "trend", "optuna_tpe"]
-  assert set(methods) <= peers_lib.BUDGET_FREE
+  assert set(methods) <= registry.BUDGET_FREE
   keys = ("method", "budget", "seed", "regret", "percentile", "cost", "n_invalid", "n_repeat",
           "n_turns", "anytime_regret")
   played = []
-  run = peers_lib.run_episode
-  monkeypatch.setattr(peers_lib, "run_episode", lambda *a: played.append(1) or run(*a))
-  shared = evaluate.run_peers(table, split["test"], methods, range(3), cfg)
+  run = episode.run_episode
+  monkeypatch.setattr(episode, "run_episode", lambda *a: played.append(1) or run(*a))
+  shared = runs.run_peers(table, split["test"], methods, range(3), cfg)
   assert len(played) == 3 * 3  # one episode per method and seed: budgets 1 and 2 are prefixes
-  direct = [r for t in split["test"] for r in evaluate.run_peers(table, [t], methods, range(3), cfg)]
+  direct = [r for t in split["test"] for r in runs.run_peers(table, [t], methods, range(3), cfg)]
   pick = lambda rs: sorted(tuple(r[k] if k != "anytime_regret" else tuple(r[k]) for k in keys)
                            for r in rs)
   assert len(shared) == len(direct) == 3 * 3 * 3
@@ -125,7 +131,7 @@ def test_budget_free_prefixes_equal_direct_runs(monkeypatch):
 
 
 def test_ablation_per_training_seed_table():
-  """evaluate.per_training_seed_md (ablate --train_seeds): each training seed's overall regret (families weigh 1), then mean +- sd."""
+  """report.per_training_seed_md (ablate --train_seeds): each training seed's overall regret (families weigh 1), then mean +- sd."""
   recs = []
   for ts, (ra, rb) in enumerate([(0.1, 0.3), (0.3, 0.5)]):  # overall 0.2, then 0.4
     for seed in range(3):
@@ -134,7 +140,7 @@ def test_ablation_per_training_seed_table():
                dict(method="distill+rl", family="b", task="t", budget=1, seed=seed, regret=rb,
                     train_seed=ts)]
   recs.append(dict(method="random", family="a", task="t", budget=1, seed=0, regret=0.9))
-  md = evaluate.per_training_seed_md(recs, ["distill+rl", "rl_only"])
+  md = report.per_training_seed_md(recs, ["distill+rl", "rl_only"])
   assert "| distill+rl | 0 | 0.2000 |" in md and "| distill+rl | 1 | 0.4000 |" in md
   assert f"| distill+rl | mean +- sd (2) | 0.3000 +- {np.std([0.2, 0.4], ddof=1):.4f} |" in md
   assert "rl_only" not in md and "random" not in md
@@ -156,14 +162,14 @@ def test_ablate_tiny_one_training_seed(tmp_path):
   with open(tmp_path / "sft_seed1" / "results" / "episodes.jsonl") as f:
     own = [json.loads(line) for line in f]
   own = [r for r in own if r["method"] == "sft_agent"]
-  want = {k: float(v.mean()) for (m, k), (v, _) in evaluate.overall_table(own).items()}
+  want = {k: float(v.mean()) for (m, k), (v, _) in stats.overall_table(own).items()}
   md = (tmp_path / "ablation.md").read_text()
   assert "| distill_only | 1 | " + " | ".join(f"{want[k]:.4f}" for k in sorted(want)) + " |" in md
 
 
 def test_sub_study_table_drops_configs_at_every_fidelity():
   t = _table(C=40)
-  a, b = evaluate.sub_study_table(t, 0.5, seed=3), evaluate.sub_study_table(t, 0.5, seed=3)
+  a, b = substudies.sub_study_table(t, 0.5, seed=3), substudies.sub_study_table(t, 0.5, seed=3)
   assert np.array_equal(a.valid_FxC, b.valid_FxC)  # the same draw for every method and run
   dropped_C = ~a.valid_FxC.any(0) & t.valid_FxC.any(0)
   assert 5 < dropped_C.sum() < 35  # about half of the configs
@@ -175,23 +181,22 @@ def test_sub_study_table_drops_configs_at_every_fidelity():
                         split="test", max_turns=3)
   cfg = common.base()
   cfg.eval.sub_studies = 1
-  params, sizes = evaluate.build_eval_params(a, [task], cfg)
+  params, sizes = runs.build_eval_params(a, [task], cfg)
   assert sizes.num_candidates % 64 == 0  # padded: sub-studies of a table share one compile
   y = np.where(kept_C, t.values_FxC[2], np.inf)
   assert np.isclose(float(params.y_star_N[0]), y.min())  # y* of the sub-study, not the table
   for bad in (0.0, 1.0):
     try:
-      evaluate.sub_study_table(t, bad, seed=0)
+      substudies.sub_study_table(t, bad, seed=0)
       raise AssertionError("no error")
     except ValueError as e:
       assert "sub_drop" in str(e)
 
 
 def test_peer_workers_give_the_same_records(tmp_path, monkeypatch):
-  """The peers in two worker processes (evaluate.peer_pool) give the same records, in the same
+  """The peers in two worker processes (pool_lib.peer_pool) give the same records, in the same
   order, as in this process: on the standard split and on sub-studies (a job is one peer on every
   sub-study of a table), a learned peer included (its training sources travel with the job)."""
-  from autollmr import pipeline
   monkeypatch.setenv("AUTOLLMR_NO_PROGRESS", "1")
   cfg = common.base()
   cfg.data_dir = "none"
@@ -204,7 +209,7 @@ def test_peer_workers_give_the_same_records(tmp_path, monkeypatch):
   hashseed = os.environ.get("PYTHONHASHSEED")
   serial = pipeline.eval_all(cfg, w, tables, splits, methods, seeds)
   serial_sub = pipeline.eval_sub_studies(cfg, w, tables, splits, methods, seeds, 2)
-  with evaluate.peer_pool(2) as pool:
+  with pool_lib.peer_pool(2) as pool:
     assert pool is not None
     par = pipeline.eval_all(cfg, w, tables, splits, methods, seeds, pool)
     par_sub = pipeline.eval_sub_studies(cfg, w, tables, splits, methods, seeds, 2, pool)
@@ -215,7 +220,7 @@ def test_peer_workers_give_the_same_records(tmp_path, monkeypatch):
   assert os.environ.get("PYTHONHASHSEED") == hashseed  # the workers' setting does not stay
   cfg.eval.workers = -2
   try:
-    evaluate.eval_workers(cfg)
+    pool_lib.eval_workers(cfg)
     assert False, "workers=-2 accepted"
   except ValueError as e:
     assert "--config.eval.workers" in str(e)
@@ -228,8 +233,8 @@ def test_versus_best_peer_counts_below_level_behind():
                   "c": dict(x_agent=0.2, p=0.3, q=0.15)}.items():
     for m, v in vals.items():
       recs += [dict(method=m, family=f, task="t", budget=1, seed=s, regret=v) for s in range(2)]
-  line, = evaluate.versus_best_peer(recs, [1])
+  line, = stats.versus_best_peer(recs, [1])
   assert line.startswith("x_agent at K=1: overall 0.1000 against the best peer's 0.1667 (p)")
   assert ("below the best peer on 1 (a); level with the best peer on 1 (b); behind the best "
           "peer on 1 (c)") in line
-  assert "## Agents against the best peer" in evaluate.leaderboard_md(recs, "cmd")
+  assert "## Agents against the best peer" in report.leaderboard_md(recs, "cmd")

@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from autollmr import learned_peers as lp
-from autollmr import peers, synthetic
-from autollmr import tasks as tasks_lib
-from autollmr.env import make_params
-from autollmr.env_reference import ReferenceEnv
-from autollmr.table import Table
+from autollmr.gym import synthetic
+from autollmr.gym import tasks as tasks_lib
+from autollmr.gym.build import make_params
+from autollmr.gym.reference import ReferenceEnv
+from autollmr.gym.table import Table
+from autollmr.peers import base as peer_base
+from autollmr.peers import classical
+from autollmr.peers import episode
+from autollmr.peers import fsbo
+from autollmr.peers import learned
+from autollmr.peers import registry
 
 LRS = np.arange(-13.0, -5.5, 0.5)
 BSS = np.arange(16.0, 23.0, 1.0)
@@ -24,12 +29,12 @@ LEARNED = ("meta_regressor", "fsbo")
 
 @pytest.fixture(autouse=True)
 def fast(monkeypatch):
-  monkeypatch.setattr(lp, "META_STEPS", 40)  # the shapes (and so the compiles) stay the same
-  lp._CACHE.clear()
-  lp.set_training_sources(None)
+  monkeypatch.setattr(fsbo, "META_STEPS", 40)  # the shapes (and so the compiles) stay the same
+  learned.CACHE.clear()
+  learned.set_training_sources(None)
   yield
-  lp._CACHE.clear()
-  lp.set_training_sources(None)
+  learned.CACHE.clear()
+  learned.set_training_sources(None)
 
 
 def bowl4(seed=0, name="bowl4") -> Table:
@@ -38,7 +43,7 @@ def bowl4(seed=0, name="bowl4") -> Table:
   x_CxD = np.array(list(itertools.product(LRS, BSS)), np.float32)
   vals, valid = [], []
   for n, d in FIDS:
-    lr, bs = peers.steplaw_optimum(n, d)
+    lr, bs = classical.steplaw_optimum(n, d)
     vals.append(10.0 - 0.3 * n - 0.2 * d + 0.06 * (x_CxD[:, 0] - lr) ** 2
                 + 0.04 * (x_CxD[:, 1] - bs) ** 2 + 0.002 * rng.normal(size=len(x_CxD)))
     valid.append(rng.random(len(x_CxD)) >= 0.1)
@@ -58,8 +63,8 @@ def episodes(table, names=LEARNED, budgets=(1, 3), seeds=range(2), tasks=None):
   ref = ReferenceEnv(params, sizes, auto_reset=False)
   out = []
   for name, (i, task), seed in itertools.product(names, enumerate(tasks), seeds):
-    ctx = peers.make_context(table, task, params, i)
-    out.append((name, task, peers.run_episode(peers.PEERS[name], ref, ctx, i, seed)))
+    ctx = peer_base.make_context(table, task, params, i)
+    out.append((name, task, episode.run_episode(registry.PEERS[name], ref, ctx, i, seed)))
   return out
 
 
@@ -70,8 +75,8 @@ def first_scores(table, name, task_table=None):
   params, sizes = make_params(table, [task])
   ref = ReferenceEnv(params, sizes)
   ref.reset(0, 0)
-  lp._CACHE.clear()
-  peer = peers.PEERS[name](peers.make_context(task_table or table, task, params, 0), 0)
+  learned.CACHE.clear()
+  peer = registry.PEERS[name](peer_base.make_context(task_table or table, task, params, 0), 0)
   return peer.scores(ref.expand())
 
 
@@ -82,10 +87,10 @@ def test_training_reads_only_the_training_view(monkeypatch):
   split = tasks_lib.curate(table)
   assert not tasks_lib.check_no_leak(table, split)
   seen = []
-  real = lp.obs_from_table
-  monkeypatch.setattr(lp, "obs_from_table", lambda v, t, **kw: (
+  real = learned.obs_from_table
+  monkeypatch.setattr(learned, "obs_from_table", lambda v, t, **kw: (
       seen.append((v.fidelity_names, t.target)), real(v, t, **kw))[1])
-  lp.fit_regressor(table, table.fidelity_index("xl"))
+  learned.fit_regressor(table, table.fidelity_index("xl"))
   assert seen and all("xl" not in names for names, _ in seen)
   assert {t for _, t in seen} == {"m", "l"}  # the train and val targets
 
@@ -111,7 +116,7 @@ def test_test_target_values_do_not_change_predictions(name):
 
 def test_a_train_task_never_trains_on_its_own_target():
   table = bowl4()
-  views = lp.training_views(table, table.fidelity_index("l"))
+  views = learned.training_views(table, table.fidelity_index("l"))
   assert all("l" not in v.fidelity_names for v, _ in views)
 
 
@@ -125,14 +130,14 @@ def test_gp_posterior_matches_numpy():
   mask[[2, 5]] = False  # padding: must be exactly as if absent
   kp = dict(log_ls=0.3, log_sf=-0.2, log_sn=-1.0, m=0.4)
   f32 = lambda x: jnp.asarray(x, jnp.float32)
-  mean, var = lp.gp_posterior({k: f32(v) for k, v in kp.items()}, f32(z), f32(y), mask, f32(zc))
-  ei = lp.expected_improvement(mean, var, 0.5)
-  nll = lp.gp_nll({k: f32(v) for k, v in kp.items()}, f32(z), f32(y), mask)
+  mean, var = fsbo.gp_posterior({k: f32(v) for k, v in kp.items()}, f32(z), f32(y), mask, f32(zc))
+  ei = fsbo.expected_improvement(mean, var, 0.5)
+  nll = fsbo.gp_nll({k: f32(v) for k, v in kp.items()}, f32(z), f32(y), mask)
 
   ls, sf2, sn2 = np.exp(kp["log_ls"]), np.exp(2 * kp["log_sf"]), np.exp(2 * kp["log_sn"])
   k = lambda p, q: sf2 * np.exp(-0.5 * ((p[:, None] - q[None]) ** 2).sum(-1) / ls ** 2)
   zo, yo = z[mask], y[mask] - kp["m"]
-  K = k(zo, zo) + (sn2 + lp.JITTER) * np.eye(len(zo))
+  K = k(zo, zo) + (sn2 + fsbo.JITTER) * np.eye(len(zo))
   Kc = k(zo, zc)
   mean_np = kp["m"] + Kc.T @ np.linalg.solve(K, yo)
   var_np = sf2 - np.einsum("na,na->a", Kc, np.linalg.solve(K, Kc))
@@ -167,18 +172,18 @@ def test_episodes_on_a_small_table():
 def test_episodes_on_synthetic_tables_self_fit_and_borrowed():
   tables = {t.name: t for t in synthetic.synthetic_tables()}
   regmix = tables["synthetic_regmix"]  # two fidelities: no training task of its own
-  assert lp.training_views(regmix, 1) == []
+  assert learned.training_views(regmix, 1) == []
   check(episodes(regmix, budgets=(2,), seeds=range(1)))
   # leave one family out: trained on another family's tasks (feature names differ, so only the
   # family-agnostic features are used; the GP pads its inputs)
   bowl = bowl4()
-  lp.set_training_sources([(bowl, tasks_lib.curate(bowl)["train"])])
-  assert [v.name for v, _ in lp.training_views(regmix, 1)] == ["bowl4"]
+  learned.set_training_sources([(bowl, tasks_lib.curate(bowl)["train"])])
+  assert [v.name for v, _ in learned.training_views(regmix, 1)] == ["bowl4"]
   check(episodes(regmix, budgets=(2,), seeds=range(1)))
 
 
 def test_self_fit_from_visible_fidelities():
-  lp.set_training_sources([])  # nothing to train on: fit on the test task's own visible results
+  learned.set_training_sources([])  # nothing to train on: fit on the test task's own visible results
   check(episodes(bowl4(), budgets=(1,), seeds=range(1)))
 
 

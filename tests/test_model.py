@@ -1,15 +1,16 @@
 """The policy: shapes, masking, permutation equivariance, logical axis names."""
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from autollmr import agent
-from autollmr import env as env_lib
-from autollmr import model as model_lib
 from autollmr import pipeline
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import features
+from autollmr.agent import model as model_lib
+from autollmr.agent import play as play_lib
+from autollmr.gym import env as env_lib
 from configs import sft as sft_config
 
 
@@ -20,7 +21,7 @@ def setup():
     mp.setenv("AUTOLLMR_DATA", "none")  # the synthetic tables
     tables = pipeline.load_tables(c)
   splits = pipeline.curate_all(c, tables)
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   policy = model_lib.make_policy(c.model, seed=0)
   return c, bank, policy
 
@@ -30,17 +31,17 @@ def _views(bank, n_turns=2, seed=0):
   params, sizes = bank["params"], bank["sizes"]
   n = len(bank["tasks"])
   rng = np.random.default_rng(seed)
-  states = jax.vmap(lambda t: env_lib._fresh_state(params, sizes, t, jnp.uint32(7), 0))(
+  states = jax.vmap(lambda t: env_lib.fresh_state(params, sizes, t, jnp.uint32(7), 0))(
       jnp.arange(n))
   for _ in range(n_turns):
     obs = jax.vmap(lambda s: env_lib.observe(params, s))(states)
-    v = agent.view(params, bank["family_N"], obs, sizes)
+    v = play_lib.view(params, bank["family_N"], obs, sizes)
     ok = np.asarray(v["action_mask_A"] & ~v["known_A"] & v["is_target_A"])
     a = np.array([rng.choice(np.flatnonzero(r)) if r.any() else 0 for r in ok], np.int32)
     _, states, *_ = jax.vmap(lambda s, x: env_lib.step(s, x, params, sizes, auto_reset=False))(
         states, jnp.asarray(a))
   obs = jax.vmap(lambda s: env_lib.observe(params, s))(states)
-  return agent.view(params, bank["family_N"], obs, sizes)
+  return play_lib.view(params, bank["family_N"], obs, sizes)
 
 
 def test_shapes_and_mask(setup):
@@ -49,7 +50,7 @@ def test_shapes_and_mask(setup):
   B, A = v["known_A"].shape
   logits, value = policy(v)
   assert logits.shape == (B, A) and value.shape == (B,)
-  allowed = np.asarray(model_lib.policy_mask(v))
+  allowed = np.asarray(features.policy_mask(v))
   # Known candidates (revealed cheap rows, queried targets) are masked while others are open.
   open_ = np.asarray(v["action_mask_A"] & ~v["known_A"]).any(-1)
   assert open_.any() and not (allowed & np.asarray(v["known_A"]))[open_].any()
@@ -63,9 +64,9 @@ def test_shapes_and_mask(setup):
 def test_mask_keeps_an_option():
   v = dict(action_mask_A=jnp.array([[True, True, False]]), known_A=jnp.array([[True, True, False]]),
            exists_A=jnp.array([[True, True, True]]))
-  assert np.asarray(model_lib.policy_mask(v)).tolist() == [[True, True, False]]
+  assert np.asarray(features.policy_mask(v)).tolist() == [[True, True, False]]
   v["action_mask_A"] = jnp.zeros((1, 3), bool)
-  assert np.asarray(model_lib.policy_mask(v)).tolist() == [[True, True, True]]
+  assert np.asarray(features.policy_mask(v)).tolist() == [[True, True, True]]
 
 
 def test_permutation_equivariant(setup):
@@ -77,7 +78,7 @@ def test_permutation_equivariant(setup):
         for k, x in v.items()}
   logits, value = policy(v, max_keys=A)
   plogits, pvalue = policy(pv, max_keys=A)
-  ok = np.asarray(model_lib.policy_mask(v))
+  ok = np.asarray(features.policy_mask(v))
   np.testing.assert_allclose(np.asarray(plogits)[ok[:, perm]],
                              np.asarray(logits)[:, perm][ok[:, perm]], rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(pvalue, value, rtol=1e-4, atol=1e-4)
@@ -109,14 +110,14 @@ def test_ridge_recovers_a_quadratic_from_known_rows_only():
   known = np.arange(60)[None] < 40
   value = np.where(known, y, 1e3).astype(np.float32)
   zf = np.where(known, 0.0, 1.0)[..., None].astype(np.float32)
-  pred = model_lib.ridge_predict(jnp.asarray(z), jnp.asarray(zf), jnp.asarray(known),
+  pred = features.ridge_predict(jnp.asarray(z), jnp.asarray(zf), jnp.asarray(known),
                                  jnp.asarray(value), jnp.asarray(~known), lam=1e-3)
   np.testing.assert_allclose(np.asarray(pred)[0, 40:], y[0, 40:], atol=1e-2)
   # Fidelity weighting: rows far from the target fidelity count less, so a level they alone
   # carry is not passed on.
   value2 = np.where(np.arange(60)[None] < 20, y + 3.0, value).astype(np.float32)
   zf2 = np.where(np.arange(60)[None] < 20, 3.0, 1.0)[..., None].astype(np.float32)  # target: 1
-  far = model_lib.ridge_predict(jnp.asarray(z), jnp.asarray(zf2), jnp.asarray(known),
+  far = features.ridge_predict(jnp.asarray(z), jnp.asarray(zf2), jnp.asarray(known),
                                 jnp.asarray(value2), jnp.asarray(~known), lam=1e-3,
                                 fid_weight=5.0)
   np.testing.assert_allclose(np.asarray(far)[0, 40:], y[0, 40:], atol=5e-2)
@@ -133,10 +134,10 @@ def test_policy_with_and_without_ridge_feature(setup):
     n_in[ridges] = policy.embed_in.kernel.shape[0]
     logits, value = policy(v)
     assert np.isfinite(np.asarray(value)).all()
-    assert np.asarray(model_lib.policy_mask(v))[np.arange(len(logits)),
+    assert np.asarray(features.policy_mask(v))[np.arange(len(logits)),
                                                  np.asarray(jnp.argmax(logits, -1))].all()
   assert n_in["1:0,1:1"] == n_in[""] + 4  # per fit: raw and z-scored prediction
-  r = np.asarray(model_lib.ridge_features(model_lib.geometry(v, c.model.max_keys), v, 1.0, 0.0))
+  r = np.asarray(features.ridge_features(features.geometry(v, c.model.max_keys), v, 1.0, 0.0))
   assert r.shape == v["known_A"].shape + (2,) and np.isfinite(r).all()
   assert np.abs(r[..., 0]).max() <= 5.0  # the raw prediction stays in the outcomes' range
 
@@ -154,11 +155,11 @@ def test_ensemble_averages_its_members_log_probs(setup):
   np.testing.assert_allclose(np.asarray(l0), np.asarray(single(v)[0]), rtol=1e-5, atol=1e-5)
   assert not np.allclose(np.asarray(l0), np.asarray(l1))  # members start apart
   logp, value = ens(v)
-  mask = np.asarray(model_lib.policy_mask(v))
+  mask = np.asarray(features.policy_mask(v))
   want = 0.5 * (jax.nn.log_softmax(l0) + jax.nn.log_softmax(l1))
   np.testing.assert_allclose(np.asarray(logp)[mask], np.asarray(want)[mask], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.asarray(value), 0.5 * np.asarray(v0 + v1), rtol=1e-5, atol=1e-6)
-  assert (np.asarray(logp)[~mask] <= model_lib.NEG / 2).all()
+  assert (np.asarray(logp)[~mask] <= features.NEG / 2).all()
   with pytest.raises(ValueError, match="members"):
     c.model.members = 0
     model_lib.make_policy(c.model)

@@ -6,11 +6,14 @@ import itertools
 import numpy as np
 import pytest
 
-from autollmr import peers
-from autollmr.env import make_params
-from autollmr.env_reference import ReferenceEnv
-from autollmr.table import Table
-from autollmr.tasks import Task
+from autollmr.gym.build import make_params
+from autollmr.gym.reference import ReferenceEnv
+from autollmr.gym.table import Table
+from autollmr.gym.tasks import Task
+from autollmr.peers import base as peer_base
+from autollmr.peers import classical
+from autollmr.peers import episode
+from autollmr.peers import registry
 
 LRS = np.arange(-13.0, -5.5, 0.5)  # log2 lr, 15 values
 BSS = np.arange(16.0, 23.0, 1.0)  # log2 batch tokens, 7 values
@@ -27,7 +30,7 @@ def bowl_table(seed=0, name="bowl", holes=0.1) -> Table:
   x_CxD = np.array(list(itertools.product(LRS, BSS)), np.float32)
   vals, valid = [], []
   for n, d in FIDS:
-    lr, bs = peers.steplaw_optimum(n, d)
+    lr, bs = classical.steplaw_optimum(n, d)
     loss = (10.0 - 0.3 * n - 0.2 * d + 0.06 * (x_CxD[:, 0] - lr) ** 2
             + 0.04 * (x_CxD[:, 1] - bs) ** 2 + 0.002 * rng.normal(size=len(x_CxD)))
     vals.append(loss)
@@ -68,13 +71,13 @@ def expected_regret(table, ref, i, actions):
 def play(name, bowl, mode, i, seed):
   table = bowl["table"]
   tasks, params, ref = bowl[mode]
-  ctx = peers.make_context(table, tasks[i], params, i)
-  return peers.run_episode(peers.PEERS[name], ref, ctx, i, seed), ref
+  ctx = peer_base.make_context(table, tasks[i], params, i)
+  return episode.run_episode(registry.PEERS[name], ref, ctx, i, seed), ref
 
 
 @pytest.mark.parametrize("name", CORE)
 def test_episodes_end_to_end(name, bowl):
-  modes = ["online"] if name in peers.ONLINE_PEERS - {"random"} else ["offline"]
+  modes = ["online"] if name in registry.ONLINE_PEERS - {"random"} else ["offline"]
   for mode, i in itertools.product(modes, range(3)):
     out, ref = play(name, bowl, mode, i, seed=i)
     k = i + 1
@@ -113,8 +116,8 @@ def test_topk_transfer_maps_across_disjoint_spaces():
   table = base.with_changes(config_features_CxD=x, values_FxC=vals, valid_FxC=~np.isnan(vals),
                             flagged_FxC=np.zeros((3, 210), bool))
   tasks, params, ref = setup(table, budgets=(1,))
-  out = peers.run_episode(peers.PEERS["topk_transfer"], ref,
-                          peers.make_context(table, tasks[0], params, 0), 0, 0)
+  out = episode.run_episode(registry.PEERS["topk_transfer"], ref,
+                          peer_base.make_context(table, tasks[0], params, 0), 0, 0)
   m = 1
   best_m = np.nanargmin(vals[m])
   assert ref.p.cand_config_NxA[0, out["actions"][0]] == best_m + 105
@@ -144,32 +147,32 @@ def test_steplaw_formula_picks_candidate_nearest_the_formula(bowl):
 def test_steplaw_formula_only_where_it_applies():
   table = bowl_table()
   other = table.with_changes(config_feature_names=("a", "b"))
-  assert peers.applicable("steplaw_formula", table)
-  assert not peers.applicable("steplaw_formula", other)
-  assert peers.applicable("trend", other)
+  assert registry.applicable("steplaw_formula", table)
+  assert not registry.applicable("steplaw_formula", other)
+  assert registry.applicable("trend", other)
   tasks, params, _ = setup(other, budgets=(1,))
   with pytest.raises(ValueError, match="steplaw_formula needs"):
-    peers.PEERS["steplaw_formula"](peers.make_context(other, tasks[0], params, 0), 0)
+    registry.PEERS["steplaw_formula"](peer_base.make_context(other, tasks[0], params, 0), 0)
 
 
 def test_optuna_tpe_adds_prior_trials(bowl, monkeypatch):
-  monkeypatch.setattr(peers, "PRIOR_CAP", 150)  # below the 187 known cheap results
+  monkeypatch.setattr(peer_base, "PRIOR_CAP", 150)  # below the 187 known cheap results
   table = bowl["table"]
   tasks, params, ref = bowl["offline"]
-  peer = peers.PEERS["optuna_tpe"](peers.make_context(table, tasks[0], params, 0), 0)
+  peer = registry.PEERS["optuna_tpe"](peer_base.make_context(table, tasks[0], params, 0), 0)
   ref.reset(0, 0)
   view = ref.expand()
   n_cheap = int((view["known_A"] & ~view["is_target_A"]).sum())
-  assert n_cheap > peers.PRIOR_CAP  # so the cap is exercised
+  assert n_cheap > peer_base.PRIOR_CAP  # so the cap is exercised
   peer.act(view)
-  assert peer.n_prior == peers.PRIOR_CAP
-  assert len(peer.study.trials) == peers.PRIOR_CAP + 1  # the priors plus the asked trial
+  assert peer.n_prior == peer_base.PRIOR_CAP
+  assert len(peer.study.trials) == peer_base.PRIOR_CAP + 1  # the priors plus the asked trial
   # whole nearest fidelity first ("medium"), the rest from "small"
   fid = ref.p.cand_fid_NxA[0]
   n_medium = int((view["known_A"] & (fid == table.fidelity_index("medium"))).sum())
-  prior_vals = sorted(t.value for t in peer.study.trials[:peers.PRIOR_CAP])
+  prior_vals = sorted(t.value for t in peer.study.trials[:peer_base.PRIOR_CAP])
   medium_vals = view["value_A"][view["known_A"] & (fid == table.fidelity_index("medium"))]
-  assert n_medium < peers.PRIOR_CAP
+  assert n_medium < peer_base.PRIOR_CAP
   assert np.all(np.isin(np.float32(medium_vals), np.float32(prior_vals)))
 
 
@@ -192,19 +195,19 @@ def test_peers_never_read_hidden_values(bowl):
   valid[t] = False
   garbage = table.with_changes(values_FxC=vals, valid_FxC=valid)
   for name in CORE:
-    mode = "online" if name in peers.ONLINE_PEERS - {"random"} else "offline"
+    mode = "online" if name in registry.ONLINE_PEERS - {"random"} else "offline"
     tasks, params, ref = bowl[mode]
     for i in (0, 2):
-      honest = peers.run_episode(peers.PEERS[name], ref, peers.make_context(table, tasks[i], params, i),
+      honest = episode.run_episode(registry.PEERS[name], ref, peer_base.make_context(table, tasks[i], params, i),
                                  i, 3)
-      blind = peers.run_episode(peers.PEERS[name], ref,
-                                peers.make_context(garbage, tasks[i], params, i), i, 3)
+      blind = episode.run_episode(registry.PEERS[name], ref,
+                                peer_base.make_context(garbage, tasks[i], params, i), i, 3)
       assert honest["actions"] == blind["actions"], name
 
 
 # --- SMAC (optional) --------------------------------------------------------------------------------
 
-smac_only = pytest.mark.skipif(not peers.smac_available(), reason="smac is not installed")
+smac_only = pytest.mark.skipif(not registry.smac_available(), reason="smac is not installed")
 
 
 @smac_only

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from autollmr import plots
+from autollmr import errors
+from autollmr.evaluation import plots
+from autollmr.gym import sources
 
 
 def _metrics(workdir):
@@ -20,18 +22,17 @@ def _metrics(workdir):
       f.write(json.dumps(dict(step=s, regret=0.2 - s / 200, kl=s / 1000)) + "\n")
 
 
-def test_learning_curves(tmp_path, capsys):
-  assert plots.main(["curves", "--workdir", str(tmp_path)]) == 2  # nothing trained yet
-  assert "metrics.jsonl" in capsys.readouterr().err
+def test_learning_curves(tmp_path, run_command, one_error_line):
+  assert "metrics.jsonl" in one_error_line(run_command(
+      "autollmr.plots", "curves", f"--workdir={tmp_path}"))  # nothing trained yet
   _metrics(tmp_path)
-  assert plots.main(["curves", "--workdir", str(tmp_path)]) == 0
+  assert run_command("autollmr.plots", "curves", f"--workdir={tmp_path}").returncode == 0
   png = tmp_path / "results" / "learning_curves.png"
   assert png.read_bytes()[:4] == b"\x89PNG"
   assert plots.CURVES[2] == ("sft", "val_regret")  # a sparse key (checkpoints only) is drawn
 
 
-def test_landscape_overlays_queries(tmp_path):
-  from autollmr import sources
+def test_landscape_overlays_queries(tmp_path, run_command):
   table = sources.load_table("synthetic_hwgpt", "none")  # 3 fidelities: a quick figure
   target = table.fidelity_names[-1]
   t = table.fidelity_index(target)
@@ -46,11 +47,14 @@ def test_landscape_overlays_queries(tmp_path):
   assert jx != jy and len(np.unique(x[:, jx])) >= len(np.unique(x[:, 0]))
   path = plots.landscape(table, [q], str(tmp_path / "l.png"))
   assert open(path, "rb").read()[:4] == b"\x89PNG"
-  with pytest.raises(KeyError, match="heads_frac"):  # names the features it has
+  with pytest.raises(errors.UserError, match="heads_frac"):  # names the features it has
     plots.landscape(table, [], str(tmp_path / "x.png"), axes=("lr", "bs"))
   d = tmp_path / "w" / "results" / "transcripts"
   d.mkdir(parents=True)
   (d / "queries.jsonl").write_text(json.dumps(q) + "\n")
-  assert plots.main(["landscape", f"--workdir={tmp_path / 'w'}",
-                     "--axes=embed_tier,heads_frac"]) == 0  # tables from the transcripts
+  (tmp_path / "w" / "config.json").write_text(json.dumps(dict(data_dir="none",
+                                                              tasks=dict(families=""))))
+  r = run_command("autollmr.plots", "landscape", f"--workdir={tmp_path / 'w'}",
+                  "--axes=embed_tier,heads_frac")  # tables from the transcripts
+  assert r.returncode == 0, r.stderr
   assert (tmp_path / "w" / "results" / f"landscape_{table.name}.png").exists()

@@ -11,12 +11,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from autollmr import env
 from autollmr import pipeline
-from autollmr import rl
 from autollmr import rl_audit
-from autollmr import sft
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import gate
+from autollmr.agent import rl
+from autollmr.gym import substudies
 from configs import rl as rl_config
 
 
@@ -33,17 +34,17 @@ def test_group_advantages_are_centred_per_group():
 
 def test_paired_gain_weighs_tasks_and_draws_like_val_select():
   start = dict(tasks=np.array([0.1, 0.2, 0.3]), sub=np.array([0.0, 0.4, 0.0, 0.0, 0.2, 0.0]))
-  same = rl.paired_gain(start, start)
+  same = gate.paired_gain(start, start)
   assert same == (0.0, 0.0)
   # tasks -0.1 each; draws (task 0, 1, 2, task 0, 1, 2): +0.2 / -0.2 cancel within task 1 only
   new = dict(tasks=np.array([0.0, 0.1, 0.2]), sub=np.array([0.0, 0.6, 0.0, 0.0, 0.0, 0.3]))
-  gain, se = rl.paired_gain(new, start)
+  gain, se = gate.paired_gain(new, start)
   u_sub = new["sub"] - start["sub"]
   assert np.isclose(gain, 0.5 * -0.1 + 0.5 * u_sub.mean())
   c = 0.5 * -0.1 + 0.5 * u_sub.reshape(2, 3).mean(0)  # one cluster per val task
   assert np.isclose(se, np.std(c, ddof=1) / np.sqrt(3))
   with pytest.raises(ValueError, match="5 sub-study draws for 3 val tasks"):
-    rl.paired_gain(dict(tasks=new["tasks"], sub=new["sub"][:5]),
+    gate.paired_gain(dict(tasks=new["tasks"], sub=new["sub"][:5]),
                    dict(tasks=start["tasks"], sub=start["sub"][:5]))
 
 
@@ -52,21 +53,21 @@ def test_paired_gain_with_held_tasks_weighs_tables_equally():
   start = dict(tasks=np.array([0.1, 0.3]), held=np.array([0.2, 0.2, 0.2, 0.0]),
                table=np.array(["a", "a", "b", "b", "b", "c"]))
   # clusters a: 0.1, 0.3 (w 1/6 each); b: 0.2 x 3 (w 1/9 each); c: 0.0 (w 1/3)
-  assert np.isclose(rl.select_value(start), (0.4 / 6) + (0.6 / 9))
+  assert np.isclose(gate.select_value(start), (0.4 / 6) + (0.6 / 9))
   new = dict(start, tasks=np.array([0.1, 0.1]), held=np.array([0.2, 0.1, 0.2, 0.3]))
-  gain, se = rl.paired_gain(new, start)
+  gain, se = gate.paired_gain(new, start)
   d = np.array([0.0, -0.2, 0.0, -0.1, 0.0, 0.3])
   w = np.array([1 / 6, 1 / 6, 1 / 9, 1 / 9, 1 / 9, 1 / 3])
   assert np.isclose(gain, (w * d).sum())
-  assert np.isclose(gain, rl.select_value(new) - rl.select_value(start))
+  assert np.isclose(gain, gate.select_value(new) - gate.select_value(start))
   assert np.isclose(se, np.sqrt(6 / 5 * (w ** 2 * (d - gain) ** 2).sum()))
   # equal weights (no held bank): the same s.e. as std / sqrt(n)
-  plain = rl.paired_gain(dict(tasks=d), dict(tasks=np.zeros(6)))
+  plain = gate.paired_gain(dict(tasks=d), dict(tasks=np.zeros(6)))
   assert np.allclose(plain, (d.mean(), d.std(ddof=1) / np.sqrt(6)))
   # landscapes as clusters: the tasks of one (table, target) move together; the gain is the same,
   # the s.e. is over the 4 landscapes (D_g - W_g gain), here with a's two tasks one landscape
   land = np.array(["a:x", "a:x", "b:y", "b:y", "b:z", "c:w"])
-  gain2, se2 = rl.paired_gain(new | dict(landscape=land), start)  # the start may lack it
+  gain2, se2 = gate.paired_gain(new | dict(landscape=land), start)  # the start may lack it
   D = np.array([w[:2] @ d[:2], w[2:4] @ d[2:4], w[4] * d[4], w[5] * d[5]])
   W = np.array([w[:2].sum(), w[2:4].sum(), w[4], w[5]])
   assert np.isclose(gain2, gain) and np.isclose(se2, np.sqrt(4 / 3 * ((D - W * gain) ** 2).sum()))
@@ -78,13 +79,13 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
   those of the part, every gate task with >= 2 target configs."""
   c, tables, splits = tiny_setup
   c.rl.holdout_configs = 0.5
-  bank = simulate.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
+  bank = bank_lib.build_bank(c, tables, splits, "train", c.sim.max_cheap_rows,
                              c.sim.max_target_configs)
-  held_C = env.held_configs(bank["table_sizes"], 0.5)
-  rl_p, ok = jax.tree.map(np.asarray, env.config_holdout(bank["params"], 0.5, False, held_C))
+  held_C = substudies.held_configs(bank["table_sizes"], 0.5)
+  rl_p, ok = jax.tree.map(np.asarray, substudies.config_holdout(bank["params"], 0.5, False, held_C))
   np.testing.assert_array_equal(rl_p.cand_exists_NxA, np.asarray(
-      simulate.rl_bank(c, tables, splits)["params"].cand_exists_NxA))
-  held = simulate.held_bank(c, tables, splits)
+      bank_lib.rl_bank(c, tables, splits)["params"].cand_exists_NxA))
+  held = bank_lib.held_bank(c, tables, splits)
   assert held is not None and 0 < len(held["tasks"]) <= len(bank["tasks"])
   h = jax.tree.map(np.asarray, held["params"])
   np.testing.assert_array_equal(h.values_FxC, rl_p.values_FxC)  # one config axis in both
@@ -105,28 +106,27 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
     checked += 1
   assert checked > 0
   with pytest.raises(ValueError, match="holdout_configs"):
-    env.config_holdout(bank["params"], 1.0, True, held_C)
+    substudies.config_holdout(bank["params"], 1.0, True, held_C)
   # a table's held half is its own: the same whichever tables share the bank
-  both = np.asarray(env.held_configs([("a", 50), ("b", 70)], 0.5))
-  np.testing.assert_array_equal(both[50:], np.asarray(env.held_configs([("b", 70)], 0.5)))
+  both = np.asarray(substudies.held_configs([("a", 50), ("b", 70)], 0.5))
+  np.testing.assert_array_equal(both[50:], np.asarray(substudies.held_configs([("b", 70)], 0.5)))
   assert 0.3 < both.mean() < 0.7 and not np.array_equal(both[:50], both[50:100])
 
 
 def test_sub_studies(tiny_setup):
   """Task randomization: a dropped config is gone at every fidelity, y* / y_worst are those of
   the target configs left, and no draw is empty; with nothing dropped the tasks are unchanged."""
-  from autollmr import simulate
   c, tables, splits = tiny_setup
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   p = bank["params"]
   task_M = jnp.arange(len(bank["tasks"]), dtype=jnp.int32)
-  same = env.sub_studies(p, task_M, jax.random.key(0), 0.0, 0.0)
+  same = substudies.sub_studies(p, task_M, jax.random.key(0), 0.0, 0.0)
   with pytest.raises(ValueError, match="drop_configs"):
-    env.sub_studies(p, task_M, jax.random.key(0), 1.0, 0.0)
+    substudies.sub_studies(p, task_M, jax.random.key(0), 1.0, 0.0)
   np.testing.assert_array_equal(same.cand_exists_NxA, p.cand_exists_NxA)
   changed = 0
   for seed in range(5):
-    q = jax.tree.map(np.asarray, env.sub_studies(p, task_M, jax.random.key(seed), 0.5, 0.5))
+    q = jax.tree.map(np.asarray, substudies.sub_studies(p, task_M, jax.random.key(seed), 0.5, 0.5))
     old = np.asarray(p.cand_exists_NxA)
     assert not (q.cand_exists_NxA & ~old).any()  # only removes
     changed += int((q.cand_exists_NxA != old).sum())
@@ -141,7 +141,7 @@ def test_sub_studies(tiny_setup):
                                                                         y.max())
   assert changed > 0
   c.sft.val_draws = 3  # validation draws: 3 sub-studies per val task, the same on every call
-  val, again = simulate.val_bank(c, tables, splits), simulate.val_bank(c, tables, splits)
+  val, again = bank_lib.val_bank(c, tables, splits), bank_lib.val_bank(c, tables, splits)
   assert len(val["sub"]["tasks"]) == 3 * len(val["tasks"])
   np.testing.assert_array_equal(val["sub"]["params"].cand_exists_NxA,
                                 again["sub"]["params"].cand_exists_NxA)
@@ -162,7 +162,7 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   metrics = [json.loads(l) for l in open(tmp_path / "rl" / "metrics.jsonl")]
   assert metrics[-1]["step"] == c.rl.steps and "kl" in metrics[-1]
   assert os.listdir(tmp_path / "rl" / "tb")
-  assert rl.done(c, str(tmp_path))
+  assert checkpoints.rl_done(c, str(tmp_path))
   # Early stopping on validation: the evaluated policy is the best val checkpoint, the starting
   # (distilled) policy included as step 0, among those whose paired gain over it is significant
   # (rl.select_z standard errors).
@@ -177,23 +177,23 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
   # no held bank (rl.holdout_configs = 0), gives the same val tasks' regrets; only under the same
   # val settings
   tables = pipeline.load_tables(c)
-  val = simulate.val_bank(c, tables, pipeline.curate_all(c, tables))
-  v0, _, saved = sft.final_val(c, str(tmp_path), val)
+  val = bank_lib.val_bank(c, tables, pipeline.curate_all(c, tables))
+  v0, _, saved = gate.final_val(c, str(tmp_path), val)
   assert np.isclose(v0, logged[0]["val_regret"]) and set(saved) == {"tasks", "sub"}
   assert {"held", "table", "landscape"} <= set(start)  # the default gate: val + held configs
   assert len(start["table"]) == len(start["tasks"]) + len(start["held"]) == len(start["landscape"])
   assert len(set(start["landscape"])) < len(start["landscape"])  # budgets share a landscape
-  assert np.isclose(logged[0]["val_select"], rl.select_value(start))
+  assert np.isclose(logged[0]["val_select"], gate.select_value(start))
   for k in saved:
     np.testing.assert_array_equal(saved[k], start[k])
   other = ml_collections.ConfigDict(c.to_dict())
   other.sft.val_seeds += 1
-  assert sft.final_val(other, str(tmp_path), simulate.val_bank(other, tables,
+  assert gate.final_val(other, str(tmp_path), bank_lib.val_bank(other, tables,
                        pipeline.curate_all(other, tables))) is None
   per_step = {m["step"]: dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz"))
               for m in logged[1:]}
   for m, row in zip(logged[1:], rl_audit.audit(c, str(tmp_path), per_step)):
-    gain, se = rl.paired_gain(per_step[m["step"]], start)
+    gain, se = gate.paired_gain(per_step[m["step"]], start)
     assert np.isclose(gain, m["val_gain"]) and np.isclose(se, m["val_gain_se"])
     assert row["step"] == m["step"] and np.isclose(row["val_select"], m["val_select"])
     assert row["passes"] == (m["val_gain"] < -c.rl.select_z * m["val_gain_se"])
@@ -216,8 +216,8 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
       np.testing.assert_array_equal(replayed[c.rl.steps][k], v)
     else:
       np.testing.assert_allclose(replayed[c.rl.steps][k], v, atol=1e-6)
-  picked = rl.load_policy(c, str(tmp_path))
-  ref = sft.load_policy(c, str(tmp_path)) if best["step"] == 0 else rl.load_policy(
+  picked = checkpoints.load_rl_policy(c, str(tmp_path))
+  ref = checkpoints.load_sft_policy(c, str(tmp_path)) if best["step"] == 0 else checkpoints.load_rl_policy(
       ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
       str(tmp_path))  # step > 0: the last checkpoint, equal only when the best is the last
   same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.allclose(a, b)),

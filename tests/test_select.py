@@ -3,7 +3,7 @@ import pytest
 
 from autollmr import pipeline
 from autollmr import select
-from autollmr import synthetic
+from autollmr.gym import synthetic
 from configs import common
 
 

@@ -3,14 +3,18 @@ import json
 import os
 import shutil
 
+from flax import nnx
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
+from autollmr import errors
 from autollmr import pipeline
-from autollmr import sft
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import checkpoints
+from autollmr.agent import model as model_lib
+from autollmr.agent import sft
+from autollmr.agent import simulate
 
 
 def _params(model):
@@ -26,12 +30,12 @@ def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
   shutil.copytree(os.path.join(straight, "sim"), os.path.join(killed, "sim"))
   a = sft.train(c, straight, tables, splits)
   sft.train(c, killed, tables, splits, stop_after=3)  # dies after step 3; last save at 2
-  assert not sft.done(c, killed)
+  assert not checkpoints.sft_done(c, killed)
   b = sft.train(c, killed, tables, splits)
   assert a["step"] == b["step"] == 5
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7),
                _params(a["model"]), _params(b["model"]))
-  loaded = sft.load_policy(c, killed)
+  loaded = checkpoints.load_sft_policy(c, killed)
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y),
                _params(loaded), _params(b["model"]))
   with open(os.path.join(killed, "sft", "metrics.jsonl")) as f:
@@ -65,7 +69,6 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
 def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
   """model.members = 2: SFT moves both members (each on its own loss, so they stay apart) and the
   checkpoint reloads as the same ensemble."""
-  from autollmr import model as model_lib
   c, tables, splits = tiny_setup
   c = c.copy_and_resolve_references()
   c.model.members = 2
@@ -79,7 +82,7 @@ def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
   moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a),
                                                                   jax.tree.leaves(b)))
   assert moved(m0, init["members"][0]) and moved(m1, init["members"][1]) and moved(m0, m1)
-  loaded = sft.load_policy(c, workdir)
+  loaded = checkpoints.load_sft_policy(c, workdir)
   assert isinstance(loaded, model_lib.Ensemble)
   jax.tree.map(np.testing.assert_array_equal, _params(loaded), trained)
 
@@ -88,7 +91,6 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
   """sim.member_draws: the bank holds copy 0 + each member's own draws, the records come in one
   contiguous range per member holding only that member's copies, SFT fits each member on its own
   stream, and a killed run resumes every stream's iterator (same parameters as a straight run)."""
-  from autollmr import model as model_lib
   c, tables, splits = tiny_setup
   c = c.copy_and_resolve_references()
   c.model.members, c.sim.member_draws, c.sim.draws = 2, True, 3
@@ -96,16 +98,16 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
   c.sft.val_every = 2  # validation rows at 2, 4 and the last step (val_regret None: no val seeds)
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   summary = simulate.run(c, straight, tables, splits)
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   n = len(bank["tasks"]) // 5  # 1 + 2 members x 2 draws copies
-  assert simulate.bank_copies(c) == 5 and len(bank["tasks"]) == 5 * n
-  assert simulate.stream_copies(c, 0) == [0, 1, 2] and simulate.stream_copies(c, 1) == [0, 3, 4]
+  assert bank_lib.bank_copies(c) == 5 and len(bank["tasks"]) == 5 * n
+  assert bank_lib.stream_copies(c, 0) == [0, 1, 2] and bank_lib.stream_copies(c, 1) == [0, 3, 4]
   (a0, a1), (b0, b1) = summary["streams"]
   assert a0 == 0 and a1 == b0 and b1 == summary["n_steps"]
   src = grain_source(os.path.join(straight, "sim", simulate.RECORDS))
   for m, (lo, hi) in enumerate(summary["streams"]):
     copies = {int(simulate.decode_step(src[i])["task"]) // n for i in range(lo, hi)}
-    assert copies <= set(simulate.stream_copies(c, m)) and len(copies) > 1
+    assert copies <= set(bank_lib.stream_copies(c, m)) and len(copies) > 1
   shutil.copytree(os.path.join(straight, "sim"), os.path.join(killed, "sim"))
   a = sft.train(c, straight, tables, splits)
   sft.train(c, killed, tables, splits, stop_after=3)
@@ -118,7 +120,7 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
     assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(trained["members"][i]),
                                                       jax.tree.leaves(init["members"][i])))
   c.sim.member_draws = False  # two streams, a config asking for one
-  with pytest.raises(RuntimeError, match="member_draws|training bank differs"):
+  with pytest.raises(errors.UserError, match="member_draws|training bank differs"):
     sft.train(c, str(tmp_path / "straight"), tables, splits)
 
 

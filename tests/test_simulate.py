@@ -4,7 +4,12 @@ import os
 import grain
 import numpy as np
 
-from autollmr import simulate
+from autollmr.agent import bank as bank_lib
+from autollmr.agent import simulate
+from autollmr.agent import teacher
+from autollmr.gym import build
+from autollmr.gym import env as env_lib
+from autollmr.gym import tasks as tasks_lib
 
 
 def test_dataset_identical_across_runs(tmp_path, tiny_setup):
@@ -33,20 +38,18 @@ def test_dataset_identical_across_runs(tmp_path, tiny_setup):
 def test_union_bank_keeps_regret(tiny_setup):
   """The stacked bank (one sign for all tables) gives the same regrets as one table's params."""
   import jax.numpy as jnp
-  from autollmr import env as env_lib
-  from autollmr import tasks as tasks_lib
   c, tables, splits = tiny_setup
   c.sim.draws = 1  # the tasks themselves, no sub-study copies
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   name = "grpo"  # a 'max' table: its values are negated inside the bank
   view = tasks_lib.training_table(tables[name], splits[name]["train"] + splits[name]["val"])
-  own, sizes = env_lib.make_params(view, splits[name]["train"], c.sim.max_cheap_rows,
+  own, sizes = build.make_params(view, splits[name]["train"], c.sim.max_cheap_rows,
                                    c.sim.max_target_configs, pad_to=bank["sizes"].num_candidates,
                                    pad_turns_to=bank["sizes"].max_turns)
   first = bank["names"].index(splits[name]["train"][0].name)
   for a in range(0, 40, 3):
-    s0 = env_lib._fresh_state(own, sizes, 0, jnp.uint32(1), 0)
-    s1 = env_lib._fresh_state(bank["params"], bank["sizes"], first, jnp.uint32(1), 0)
+    s0 = env_lib.fresh_state(own, sizes, 0, jnp.uint32(1), 0)
+    s1 = env_lib.fresh_state(bank["params"], bank["sizes"], first, jnp.uint32(1), 0)
     o0, _, _, _, _, i0 = env_lib.step(s0, a, own, sizes, auto_reset=False)
     o1, _, _, _, _, i1 = env_lib.step(s1, a, bank["params"], bank["sizes"], auto_reset=False)
     np.testing.assert_allclose(i0["regret"], i1["regret"], atol=1e-6)
@@ -57,9 +60,9 @@ def test_train_bank_draws(tiny_setup):
   """sim.draws = 3: the training tasks as they are, then two random sub-studies of each."""
   c, tables, splits = tiny_setup
   c.sim.draws = 1
-  one = simulate.train_bank(c, tables, splits)
+  one = bank_lib.train_bank(c, tables, splits)
   c.sim.draws, c.rl.drop_configs = 3, 0.5
-  three = simulate.train_bank(c, tables, splits)
+  three = bank_lib.train_bank(c, tables, splits)
   n = len(one["tasks"])
   assert len(three["tasks"]) == len(three["names"]) == 3 * n
   assert three["names"][:n] == [f"{x}#0" for x in one["names"]]  # copy 0: the tasks as they are
@@ -78,7 +81,7 @@ def test_teacher_with_ridge_scorer(tmp_path, tiny_setup):
   base = simulate.run(c, str(tmp_path / "k"), tables, splits)
   assert base["ridges"] == []
   c.model.ridges = "1:0,1:1"
-  c.sim.rollouts = c.sim.rollouts + 2 * len(simulate.strategies(c)[1])  # room for the ridges
+  c.sim.rollouts = c.sim.rollouts + 2 * len(teacher.strategies(c)[1])  # room for the ridges
   a = simulate.run(c, str(tmp_path / "a"), tables, splits)
   simulate.run(c, str(tmp_path / "b"), tables, splits)
   read = lambda d: open(os.path.join(d, "sim", simulate.RECORDS), "rb").read()

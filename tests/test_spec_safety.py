@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autollmr import expr
+from autollmr.gym import expr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from autollmr import synthetic
-from autollmr.table import Table
+from autollmr.gym import synthetic
+from autollmr.gym.table import Table
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autollmr import sources
-from autollmr import spec as spec_lib
+from autollmr import errors
+from autollmr.gym import sources
+from autollmr.gym import spec as spec_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_DATA = sources.find_data_dir() is not None and os.path.exists(
@@ -152,7 +153,7 @@ def test_no_data_dir_gives_synthetic_tables(monkeypatch):
 
 def test_explicit_missing_data_dir_is_an_error(monkeypatch):
   monkeypatch.setenv("AUTOLLMR_DATA", "/no/such/dir")
-  with pytest.raises(FileNotFoundError, match="AUTOLLMR_DATA"):
+  with pytest.raises(errors.UserError, match="AUTOLLMR_DATA"):
     sources.find_data_dir()
 
 

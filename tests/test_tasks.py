@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from autollmr import env as env_lib
-from autollmr import sources
-from autollmr import synthetic
-from autollmr import tasks as tasks_lib
+from autollmr.gym import build
+from autollmr.gym import sources
+from autollmr.gym import synthetic
+from autollmr.gym import tasks as tasks_lib
 
 
 def _tables():
@@ -34,7 +34,7 @@ def test_no_test_target_value_reaches_training(name):
   test_targets = {t.target for t in split["test"]}
   assert not test_targets & set(view.fidelity_names)
   # The env built for training holds no value of a test-target fidelity.
-  params, _ = env_lib.make_params(view, train)
+  params, _ = build.make_params(view, train)
   t = test_targets.pop()
   held = table.values_FxC[table.fidelity_index(t)]
   held = held[~np.isnan(held)]

@@ -7,12 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from autollmr import lm as lm_lib
-from autollmr import lm_agent
-from autollmr import lm_train
 from autollmr import pipeline
-from autollmr import simulate
-from autollmr import text
+from autollmr import sharding
+from autollmr.agent import bank as bank_lib
+from autollmr.evaluation import runs
+from autollmr.text import agent as lm_agent
+from autollmr.text import export as text_export
+from autollmr.text import lm as lm_lib
+from autollmr.text import train as lm_train
+from autollmr.text import words as text
 from configs import lm as lm_config
 
 
@@ -27,7 +30,7 @@ def setup(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("lm"))
   path = lm_train.ensure_tokenizer(c, workdir, tables, splits)
   sp = text.load_tokenizer(path)
-  bank = simulate.train_bank(c, tables, splits)
+  bank = bank_lib.train_bank(c, tables, splits)
   lines = lm_train.bank_lines(c, tables, splits, "train", bank)
   return dict(c=c, tables=tables, splits=splits, workdir=workdir, sp=sp, bank=bank, lines=lines,
               tx=text.arrays(sp, lines, c.lm), path=path)
@@ -36,8 +39,7 @@ def setup(tmp_path_factory):
 def test_round_trips_and_deterministic_tokenizer(setup, tmp_path):
   sp, lines, tx = setup["sp"], setup["lines"], setup["tx"]
   test = setup["splits"]["grpo"]["test"]  # unseen fidelity names still round-trip (byte fallback)
-  from autollmr import evaluate
-  p, _ = evaluate.build_eval_params(setup["tables"]["grpo"], test, setup["c"])
+  p, _ = runs.build_eval_params(setup["tables"]["grpo"], test, setup["c"])
   all_lines = lines + text.task_lines(p, setup["tables"]["grpo"], test)
   n = 0
   for x in all_lines:
@@ -156,8 +158,7 @@ def test_tiny_lm_pipeline_end_to_end(tmp_path, monkeypatch):
   assert {"lm_sft_agent", "lm_rl_agent", "random"} <= methods
   assert all(r["invalid_rate"] == 0 for r in rows if r["method"].startswith("lm_"))
   assert lm_train.done(c, str(tmp_path), "sft") and lm_train.done(c, str(tmp_path), "rl")
-  from autollmr import export
-  eps = export.episodes(c, str(tmp_path), *_tables_splits(c))
+  eps = text_export.episodes(c, str(tmp_path), *_tables_splits(c))
   assert eps and all(e["messages"][0]["role"] == "system" for e in eps)
   assert all(m["role"] == ("assistant" if i % 2 == 0 else "user")
              for e in eps for i, m in enumerate(e["messages"][2:]))
@@ -172,8 +173,7 @@ def test_lm_parameters_map_onto_a_mesh():
   """The LM's logical axis names are read by the sharding module (every parameter gets a
   NamedSharding on a mesh, under each parameter mode)."""
   from flax import nnx
-  from autollmr import lm as lm_lib
-  from autollmr import sharding
+
   from configs import common
   c = common.base()
   model = lm_lib.make_lm(c.lm, vocab=64, seed=0)
