@@ -84,7 +84,7 @@ def build_tables(config) -> tuple[dict, dict]:
 
 def stage_curate(config, workdir, tables, splits):
   path = os.path.join(workdir, "curation", "tasks.json")
-  if os.path.exists(path):
+  if sharding.agree(os.path.exists(path)):
     print(f"[curate] exists: {path}")
     return
   out = {}
@@ -135,7 +135,7 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     splits = {n: dict(s, test=s["val"], val=[]) for n, s in splits.items()}
   out_dir = os.path.join(workdir, sub)
   board = os.path.join(out_dir, "leaderboard.json")
-  if os.path.exists(board):
+  if sharding.agree(os.path.exists(board)):
     print(f"[eval] exists: {board}")
     with open(os.path.join(out_dir, "episodes.jsonl")) as f:
       records = [json.loads(line) for line in f]
@@ -149,6 +149,8 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     else:
       records = eval_all(config, workdir, tables, splits, methods, seeds, pool)
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  # every host opens the checkpoints (orbax's managers meet across hosts); process 0 writes
+  choosers = [] if n_sub else transcripts.eval_choosers(config, workdir, methods)
   if not sharding.is_main():
     return
   report.write_results(records, out_dir, command)
@@ -156,8 +158,7 @@ def stage_eval(config, workdir, tables, splits, agents=None):
         "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
   if not n_sub:
     t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
-    queries = transcripts.write_eval_transcripts(config, workdir, tables, splits, out_dir,
-                                                 methods)
+    queries = transcripts.write_eval_transcripts(config, tables, splits, out_dir, choosers)
     pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
     print(f"[eval] {len(queries)} transcripts in {out_dir}/transcripts/ and {len(pngs)} plots "
           f"({', '.join(os.path.basename(p) for p in pngs)}) in {time.time() - t1:.0f}s")
@@ -256,7 +257,7 @@ def agent_records(config, workdir, tables, splits) -> list:
 
 def stage_simulate(config, workdir, tables, splits):
   path = os.path.join(workdir, "sim", "summary.json")
-  if os.path.exists(path):
+  if sharding.agree(os.path.exists(path)):
     print(f"[simulate] exists: {path}")
     return
   s = simulate.run(config, workdir, tables, splits)
@@ -272,7 +273,7 @@ def stage_simulate(config, workdir, tables, splits):
 def stage_sft(config, workdir, tables, splits):
   if config.policy == "lm":  # the text policy (lm_train.py)
     return lm_train.stage_sft(config, workdir, tables, splits)
-  if checkpoints.sft_done(config, workdir):
+  if sharding.agree(checkpoints.sft_done(config, workdir)):
     print(f"[sft] exists: {os.path.join(workdir, 'sft', 'ckpt')}")
     return
   t0 = time.time()
@@ -285,7 +286,7 @@ def stage_sft(config, workdir, tables, splits):
 def stage_rl(config, workdir, tables, splits):
   if config.policy == "lm":
     return lm_train.stage_rl(config, workdir, tables, splits)
-  if checkpoints.rl_done(config, workdir):
+  if sharding.agree(checkpoints.rl_done(config, workdir)):
     print(f"[rl] exists: {os.path.join(workdir, 'rl', 'ckpt')}")
     return
   t0 = time.time()

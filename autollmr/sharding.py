@@ -138,6 +138,16 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
+def agree(x):
+  """Process 0's x (a bool, number or array) on every host. Every decision that could differ
+  between hosts is taken through it: whether a file exists that another host may be writing at
+  that moment, which checkpoint to keep; hosts that decide apart meet different collectives."""
+  if jax.process_count() == 1:
+    return x
+  out = np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(x, np.float64)))
+  return type(x)(out.item()) if isinstance(x, (bool, int, float)) else out
+
+
 def sync(name: str):
   """A barrier across hosts (no-op on one): e.g. after process 0 wrote a stage's files."""
   if jax.process_count() > 1:

@@ -20,13 +20,14 @@ def get_config(arg: str = ""):
   # SMAC) are in configs/eval.py and the rows merge by method name.
   c.eval.methods = "random,topk_transfer,trend,steplaw_formula"
   if arg == "tiny":  # tests and smoke runs: two small tables, tiny model, a few steps
+    c.data_dir = "none"  # the synthetic tables, whether or not a data directory is there
     c.tasks.families = "synthetic_admire,grpo"
     c.tasks.budgets = "1,2"
     c.env.max_cheap_rows = 32
     c.env.max_target_configs = 32
     c.model.width, c.model.heads, c.model.layers, c.model.mlp = 16, 2, 1, 32
     c.model.max_keys = 40
-    c.model.members = 1  # one policy: fast tests (the ensemble has its own, tests/test_sft.py)
+    c.model.members = 1  # one policy: fast tests (the ensemble has its own, tests/agent/test_sft.py)
     c.sim.seeds, c.sim.rollouts, c.sim.chunk = 2, 4, 8
     c.sim.max_cheap_rows, c.sim.max_target_configs = 16, 16
     c.sft.steps, c.sft.batch_size, c.sft.warmup_steps = 6, 8, 2

@@ -12,7 +12,7 @@ How k suggestions come out of a sequential method: the method (the trained polic
 --method) picks one target config; the advisor pretends it came out as the kernel regression
 predicts (a "kriging believer") and asks again, so suggestion 2 is what the method would do next if
 1 went as expected. Stateless over the CSV: after running a suggestion, add its row and ask again;
-the search continues from everything in the CSV (tests/test_advise.py checks it).
+the search continues from everything in the CSV (tests/advisor/test_advise.py checks it).
 
 Each suggestion carries: the config (in the CSV's columns, transforms inverted), a predicted score
 and objective value (kernel regression over the known results; `transcripts.kernel_predict`), the

@@ -204,7 +204,11 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
              disable=os.environ.get("AUTOLLMR_NO_PROGRESS") == "1" or not sharding.is_main())
   key = jax.random.key(int(config.seed) + 1)
   last, t_train, env_steps = {}, 0.0, 0
-  best = checkpoints.read_best(workdir)
+  best = checkpoints.read_best(workdir)  # process 0 may be writing it: its view decides
+  best_step, best_val = sharding.agree(
+      np.array([-1.0, 0.0] if best is None else [best["step"], best["val_select"]]))
+  best = None if best_step < 0 else dict(step=int(best_step), val_select=float(best_val))
+  start = None  # the starting policy's per-task val regrets
   start_path = os.path.join(out_dir, "val_start.npz")  # the starting policy's per-task val regret
   if best is None and (val is not None or held is not None):  # the start is a candidate (step 0)
     # The distilled start was validated at the end of SFT (same parameters, same episodes): reuse.
@@ -220,7 +224,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
       if sharding.is_main():
         np.savez(start_path, **per_task)
       best = checkpoints.write_best(workdir, 0, row["val_select"], None)
-  start = dict(np.load(start_path)) if os.path.exists(start_path) else None
+      start = per_task
+  elif sharding.agree(os.path.exists(start_path)):  # a resumed run: written by an earlier one
+    start = dict(np.load(start_path))
   while step < total:
     if stop_after is not None and step >= stop_after:
       break
@@ -247,8 +253,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
         gain, se = gate.paired_gain(per_task, start)
         last.update(val_gain=gain, val_gain_se=se)
         significant = gain < -float(rc.select_z) * se
-      if best is not None and last["val_select"] is not None \
-          and last["val_select"] < best["val_select"] and significant:
+      adopt = sharding.agree(bool(best is not None and last["val_select"] is not None
+                                  and last["val_select"] < best["val_select"] and significant))
+      if adopt:
         best = checkpoints.write_best(workdir, step, last["val_select"], state)
       mngr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(nnx.to_pure_dict(state))), force=True)

@@ -9,7 +9,7 @@ config.mesh (sharding.py), the batch split over the mesh's `data` axis, the stat
 sft.batch_size is the global batch: each host reads batch_size / hosts rows of its share.
 Checkpoints (orbax CheckpointManager): the state AND the grain iterator, so a run killed mid-way
 and restarted from its workdir ends with the parameters of a straight run
-(tests/test_sft.py checks it). Logs: WORKDIR/sft/metrics.jsonl, TensorBoard events in
+(tests/agent/test_sft.py checks it). Logs: WORKDIR/sft/metrics.jsonl, TensorBoard events in
 WORKDIR/sft/tb, a tqdm bar. Model selection: greedy val-task regret at every checkpoint.
 """
 from __future__ import annotations

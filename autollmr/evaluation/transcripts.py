@@ -197,14 +197,13 @@ def pick_tasks(test, n: int) -> list[int]:
   return order[:max(n, 0)]
 
 
-def write_eval_transcripts(config, workdir, tables, splits, out_dir, methods=()) -> list[dict]:
-  """config.eval.transcripts episodes per family of `eval_choosers`' method, as *.md in
-  DIR/transcripts/, plus DIR/transcripts/queries.jsonl (what plots.landscape overlays).
+def write_eval_transcripts(config, tables, splits, out_dir, choosers) -> list[dict]:
+  """config.eval.transcripts episodes per family of each of `choosers` (eval_choosers), as *.md
+  in DIR/transcripts/, plus DIR/transcripts/queries.jsonl (what plots.landscape overlays).
   Returns the query records."""
   n = int(config.eval.transcripts)
   if n <= 0:
     return []
-  choosers = eval_choosers(config, workdir, methods)
   tdir = os.path.join(out_dir, "transcripts")
   os.makedirs(tdir, exist_ok=True)
   queries = []

@@ -1,6 +1,6 @@
 """The environment's plain Python/NumPy twin: the rules of env.py as straight-line code.
 
-Same semantics, bit for bit (tests/test_env.py checks it on random tasks and action sequences).
+Same semantics, bit for bit (tests/gym/test_env.py checks it on random tasks and action sequences).
 It is what to read to learn the rules, and what the Python peers (Optuna, SMAC, ...) step,
 one decision at a time, so their cost, budget and recommendation are the agent's exactly.
 """

@@ -81,7 +81,7 @@ def training_table(table, tasks):
   """The table restricted to the fidelities the given (train/val) tasks use.
 
   Training and simulation build their env from this, so a test target's values cannot reach
-  training even by accident (tests/test_tasks.py checks it).
+  training even by accident (tests/gym/test_tasks.py checks it).
   """
   used = set()
   for t in tasks:

@@ -4,7 +4,7 @@ Every peer is driven through the same `ReferenceEnv` as the agent, one decision 
 cost, budget and recommendation (the env's: best observed target config) are the agent's exactly.
 A peer sees only the env's per-candidate view (`ReferenceEnv.expand()`: features, known
 normalized values, costs, action mask) and the `PeerContext` index arrays; the context's table is
-for feature and fidelity NAMES only, never its values (tests/test_peers.py checks this).
+for feature and fidelity NAMES only, never its values (tests/peers/test_peers.py checks this).
 
 Interface: `Peer(ctx, seed)`, `act(view) -> candidate index`, `tell(action, value)` with the
 normalized outcome (higher is better; None if the query was invalid). episode.run_episode plays

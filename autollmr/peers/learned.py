@@ -8,7 +8,7 @@
 
 Data: a table trains only on `tasks.training_table(table, train + val tasks)` (`training_views`
 is the one place a table's values are read; a test target is never a fidelity of that view,
-tests/test_learned_peers.py checks it). `set_training_sources` swaps the sources (leave one
+tests/peers/test_learned_peers.py checks it). `set_training_sources` swaps the sources (leave one
 family out: the other families' train + val tasks). A table with no training tasks of its own
 (regmix: two fidelities) borrows same-family tables from the pool given to `set_training_sources`
 if any; else the peer fits on the test task's own visible results (see each peer). So these two

@@ -48,7 +48,7 @@ class _SmacBase:
   private tempdir, deterministic=True, seeded; ConfigurationSpaceExhaustedException -> random."""
 
   def __init__(self, ctx: PeerContext, seed: int):
-    import smac  # noqa: F401  (fails here, clearly, when the optional dependency is missing)
+    import smac  # noqa: F401  optional: [peers]; fails here, clearly, when it is missing
     self.ctx, self.seed, self.rng = ctx, seed, np.random.default_rng(seed)
     self.smac, self.info, self.pending = None, None, None
     self.tmp = tempfile.TemporaryDirectory(prefix="autollmr-smac-")

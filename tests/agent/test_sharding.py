@@ -11,7 +11,7 @@ import pytest
 
 from autollmr import sharding
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MESHES = ("1x1_replicated", "8x1_fsdp", "4x2_tp")
 # Key biases add the same q.b to every key's logit of a query: softmax ignores it, so their
 # gradient is zero up to rounding, and Adam turns that rounding noise into lr-sized steps whose

@@ -12,7 +12,7 @@ from autollmr import errors
 from autollmr.gym import sources
 from autollmr.gym import spec as spec_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAVE_DATA = sources.find_data_dir() is not None and os.path.exists(
     os.path.join(sources.find_data_dir(), "step-law", "dense_lr_bs_loss.csv"))
 

@@ -10,7 +10,7 @@ import pytest
 
 from autollmr.gym import expr
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _sweep(tmp_path, formula="6 * params * tokens", name_format="{params:si}"):

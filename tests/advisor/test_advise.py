@@ -15,7 +15,7 @@ from autollmr.agent import checkpoints
 from autollmr.agent import optim
 from autollmr.gym import sources
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLE = "synthetic_steplaw_dense"
 TARGET = "N=1.07B,D=20B"
 
