@@ -155,7 +155,7 @@ def stage_eval(config, workdir, tables, splits, agents=None):
     return
   report.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
-        "{leaderboard.json,leaderboard.md,regret_vs_budget.png,cost_to_target.md}")
+        "{leaderboard.json,leaderboard.md,summary.md,regret_vs_budget.png,cost_to_target.md}")
   if not n_sub:
     t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
     queries = transcripts.write_eval_transcripts(config, tables, splits, out_dir, choosers)

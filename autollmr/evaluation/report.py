@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import numpy as np
 
@@ -26,7 +27,45 @@ def write_results(records: list[dict], out_dir: str, command: str, extra_md: str
   with open(os.path.join(out_dir, "cost_to_target.md"), "w") as f:
     f.write(cost_to_target_md(records, command))
   plots.plot_regret_vs_budget(records, os.path.join(out_dir, "regret_vs_budget.png"))
+  with open(os.path.join(out_dir, "summary.md"), "w") as f:
+    f.write(summary_md(records, command))
   return dict(rows=rows, markdown=md)
+
+
+def commit() -> str:
+  """The checkout's commit (short hash; "+changes" when the tree differs from it), or "unknown"."""
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return head + ("+changes" if dirty else "")
+
+
+def summary_md(records: list[dict], command: str) -> str:
+  """The short results table the README shows: each method's overall mean regret (families weigh
+  equally) at every K, the best per column bold, with the command and commit that made it."""
+  allf = stats.overall_table(records)
+  families = sorted({r["family"] for r in records})
+  budgets = sorted({r["budget"] for r in records})
+  methods = sorted({m for m, k in allf if allf[(m, k)][1] == len(families)})
+  cell = {(m, k): float(allf[(m, k)][0].mean()) for m in methods for k in budgets
+          if (m, k) in allf}
+  best = {k: min(v for (m, kk), v in cell.items() if kk == k) for k in budgets}
+  lines = [f"Made by `{command}` at commit {commit()}: mean normalized regret of the recommended "
+           f"config over {len(families)} families ({', '.join(families)}), each family weighing "
+           "1; lower is better, the best per column in bold.", "",
+           "| method | " + " | ".join(f"K={k}" for k in budgets) + " |",
+           "|---|" + "---:|" * len(budgets)]
+  for m in methods:
+    vals = [cell.get((m, k)) for k in budgets]
+    lines.append(f"| {m} | " + " | ".join(
+        "-" if v is None else (f"**{v:.4f}**" if np.isclose(v, best[k]) else f"{v:.4f}")
+        for v, k in zip(vals, budgets)) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def _md_grid(title, methods, budgets, cell) -> list[str]:

@@ -22,7 +22,7 @@ from autollmr.gym import spec as spec_lib
 from autollmr.gym import synthetic
 from autollmr.gym.table import Table
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SPEC_DIR = os.path.join(REPO_DIR, "data_tables", "specs")
 

@@ -50,14 +50,15 @@ def test_random_search_matches_its_closed_form():
     assert lo - margin <= want <= hi + margin, (task.budget, want, lo, hi)
 
 
-def test_write_results_writes_the_four_files(tmp_path):
+def test_write_results_writes_the_five_files(tmp_path):
   table = _table()
   split = tasks_lib.curate(table, budgets=(1, 3))
   cfg = common.base()
   recs = runs.run_peers(table, split["test"], ["random", "topk_transfer", "trend"],
                             range(4), cfg)
   report.write_results(recs, str(tmp_path), "python -m test")
-  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
+  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md",
+            "summary.md"):
     assert (tmp_path / f).stat().st_size > 0, f
   rows = json.loads((tmp_path / "leaderboard.json").read_text())
   keys = {"method", "family", "task", "budget", "regret_mean", "regret_iqm", "regret_ci95",
@@ -66,6 +67,11 @@ def test_write_results_writes_the_four_files(tmp_path):
   assert all(r["n"] == 4 and r["cost_mean"] <= r["budget"] + 1e-6 for r in rows)
   md = (tmp_path / "leaderboard.md").read_text()
   assert "python -m test" in md and "**" in md and "topk_transfer" in md
+  summary = (tmp_path / "summary.md").read_text()  # the README's table: overall, every K
+  overall = stats.overall_table(recs)
+  want = float(overall[("trend", 3)][0].mean())
+  assert "| K=1 | K=3 |" in summary and f"{want:.4f}" in summary.split("| trend |")[1]
+  assert "at commit " in summary and "python -m test" in summary
 
 
 def test_cost_to_target_counts_runs():
@@ -87,7 +93,8 @@ def test_eval_pipeline_tiny(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert "synthetic tables" in out.stdout and "K=2" in out.stdout
   res = tmp_path / "w" / "results"
-  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md"):
+  for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md",
+            "summary.md"):
     assert (res / f).exists(), f
   for f in ("landscape_synthetic_steplaw_dense.png", "landscape_grpo.png",
             "transcripts/queries.jsonl"):

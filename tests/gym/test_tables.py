@@ -185,3 +185,12 @@ def test_describe_without_data_dir():
   assert "synthetic_steplaw_dense" in txt and "Spearman" in txt
 
 
+
+
+def test_builtin_specs_are_found():
+  """The built-in specs sit in data_tables/specs of this checkout (a wrong repo path would fall
+  back to the synthetic tables silently, beside the data directory too)."""
+  assert os.path.isfile(os.path.join(sources.SPEC_DIR, "steplaw_dense.json"))
+  assert sources.REPO_DIR == REPO
+  for name in sources.REAL_TABLES:
+    assert sources.builtin_spec(name)["name"] == name
