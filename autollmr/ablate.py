@@ -3,7 +3,8 @@
   python -m autollmr.ablate --workdir=DIR [--config.rl.steps=...]  (overrides apply to all three)
   python -m autollmr.ablate --workdir=DIR --train_seeds=0,1,2  (training variance too)
   python -m autollmr.ablate --workdir=DIR --config=configs/rl.py:tiny --train_seeds=0,1  (smoke)
-  python -m autollmr.ablate --workdir=DIR --config.eval.sub_studies=10  (then: DIR/ablation_sub_studies.md)
+  python -m autollmr.ablate --workdir=DIR --config.eval.sub_studies=10  (then:
+  DIR/ablation_sub_studies.md)
 
 Runs configs/sft.py, configs/rl_scratch.py and configs/rl.py in DIR/{sft,rl_scratch,rl} (each
 resumes as usual) and writes DIR/ablation.md: the three agents and the peers on the same test
@@ -103,8 +104,11 @@ def main(argv):
       peers_taken |= new_peers
   sub = "_sub_studies" if int(config.eval.sub_studies) else ""  # --config.eval.sub_studies=N
   out = os.path.join(_WORKDIR.value, "ablation" + sub)
-  report.write_results(records, out, "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
-                         extra_md=report.per_training_seed_md(records, labels.values()))
+  report.write_results(
+      records,
+      out,
+      "python -m autollmr.ablate " + " ".join(sys.argv[1:]),
+      extra_md=report.per_training_seed_md(records, labels.values()))
   md = os.path.join(_WORKDIR.value, f"ablation{sub}.md")
   os.replace(os.path.join(out, "leaderboard.md"), md)
   print(report.summary_text(records))

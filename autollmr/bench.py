@@ -137,7 +137,7 @@ def env_rollout(steps: int, sizes: env_lib.EnvSizes):
     def body(c, _):
       state, ctr, acc, acc_T = c
       obs, state, r, term, trunc, info = env_lib.step(state, draw(ctr, sizes.num_candidates),
-                                                   params, sizes)
+                                                      params, sizes)
       acc_T = acc_T + obs.norm_T + obs.queried_T
       acc = (acc + r + obs.budget_left + obs.turn + obs.task + (obs.seed >> 24) + term + trunc
              + info["regret"] + info["percentile"] + info["recommendation"]

@@ -81,7 +81,8 @@ def main(argv):
       steps = [json.loads(line)["step"] for line in f]
     checks[f"{stage}_log_rows_once"] = steps == sorted(set(steps))
   checks["leaderboard"] = os.path.exists(os.path.join(workdir, "results", "leaderboard.json"))
-  checks["sft_ckpt_restores_in_one_process"] = checkpoints.load_sft_policy(tiny_config(), workdir) is not None
+  checks["sft_ckpt_restores_in_one_process"] = checkpoints.load_sft_policy(tiny_config(),
+                                                                           workdir) is not None
   out = dict(processes=_PROCESSES.value, devices_per_process=_DEVICES.value, workdir=workdir,
              seconds=round(time.time() - t0, 1), **checks)
   print(json.dumps(out, indent=1))

@@ -48,8 +48,9 @@ def load_tables(config) -> dict:
   names = csv_list(config.tasks.families) or available
   unknown = [n for n in names if n not in available]
   if unknown:
-    raise errors.UserError(f"--config.tasks.families names {unknown}, not available here; available: "
-                     f"{available} (data directory: {data_dir})")
+    raise errors.UserError(
+        f"--config.tasks.families names {unknown}, not available here; available: "
+        f"{available} (data directory: {data_dir})")
   if data_dir is None:
     print("autollmr: no data directory found: using the synthetic tables (and the semi-synthetic "
           "grpo table). Point --config.data_dir or $AUTOLLMR_DATA at a folder holding step-law/, "
@@ -67,8 +68,9 @@ def curate_all(config, tables) -> dict:
   held = csv_list(config.tasks.val_families)
   unknown = [n for n in held if n not in splits]
   if unknown:
-    raise errors.UserError(f"--config.tasks.val_families names {unknown}, not among the tables in use "
-                     f"{sorted(splits)}")
+    raise errors.UserError(
+        f"--config.tasks.val_families names {unknown}, not among the tables in use "
+        f"{sorted(splits)}")
   for n in held:  # a whole family as validation: its training-level tasks are not trained on
     s = splits[n]
     s["val"] = s["val"] + [dataclasses.replace(t, split="val") for t in s["train"]]
@@ -111,7 +113,7 @@ def eval_methods(config) -> list[str]:
              and m not in registry.OPTIONAL_PEERS]
   if unknown:
     raise errors.UserError(f"--config.eval.methods names unknown method(s) {unknown}; peers: "
-                     f"{sorted(registry.PEERS)}")
+                           f"{sorted(registry.PEERS)}")
   missing = [m for m in methods if m not in registry.PEERS]
   if missing:
     print(f"[eval] skipping {missing}: install the optional extra (pip install -e '.[peers]')")
@@ -194,8 +196,8 @@ def eval_all(config, workdir, tables, splits, methods, seeds, pool=None) -> list
   fight over the cores)."""
   work = [(tables[n], s["test"]) for n, s in splits.items() if s["test"]]
   bar = runs.progress(runs.count_peer_episodes(work, methods, seeds), "[eval] peers")
-  futures = runs.submit_peer_jobs(peer_jobs(config, tables, splits, methods), seeds, config,
-                                      pool, bar)
+  futures = runs.submit_peer_jobs(
+      peer_jobs(config, tables, splits, methods), seeds, config, pool, bar)
   records = [r for f in futures for part in f.result() for r in part]
   bar.close()
   agents = agent_records(config, workdir, tables, splits)
@@ -212,13 +214,13 @@ def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int
   names = [n for n, s in splits.items() if s["test"]]
   work = [(tables[n], splits[n]["test"]) for n in names]
   bar = runs.progress(n_sub * runs.count_peer_episodes(work, methods, seeds),
-                          f"[eval] peers x {n_sub} sub-studies")
+                      f"[eval] peers x {n_sub} sub-studies")
   subs = []
   for i in range(n_sub):
     sub_tables = dict(tables)
     for n in names:
       sub_tables[n] = substudies.sub_study_table(tables[n], float(config.eval.sub_drop),
-                                               zlib.crc32(f"{n}~{i}".encode()))
+                                                 zlib.crc32(f"{n}~{i}".encode()))
     subs.append(sub_tables)
   per_sub = [peer_jobs(config, t, splits, methods, stand_in={n: tables[n] for n in names})
              for t in subs]  # the same (method, table) order in every sub-study
@@ -271,7 +273,7 @@ def stage_simulate(config, workdir, tables, splits):
 
 
 def stage_sft(config, workdir, tables, splits):
-  if config.policy == "lm":  # the text policy (lm_train.py)
+  if config.policy == "lm":  # the text policy (text/train.py)
     return lm_train.stage_sft(config, workdir, tables, splits)
   if sharding.agree(checkpoints.sft_done(config, workdir)):
     print(f"[sft] exists: {os.path.join(workdir, 'sft', 'ckpt')}")
@@ -310,10 +312,11 @@ def run(config, workdir: str):
   stages = csv_list(config.stages)
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
-    raise errors.UserError(f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
+    raise errors.UserError(
+        f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
   if config.eval.split not in ("standard", "lofo", "val"):
     raise errors.UserError("--config.eval.split must be standard, lofo or val, got "
-                     f"{config.eval.split!r}")
+                           f"{config.eval.split!r}")
   if int(config.eval.sub_studies) < 0:
     raise errors.UserError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")
   if "eval" in stages:

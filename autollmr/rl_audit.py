@@ -5,7 +5,7 @@
   python -m autollmr.rl_audit --workdir=DIR --headroom   # where RL could gain at all (headroom)
 
 For each validated RL checkpoint: val_select, the paired gain over the starting policy, its
-standard error clustered by landscape (rl.paired_gain, the rule's s.e.; runs older than that
+standard error clustered by landscape (gate.paired_gain, the rule's s.e.; runs older than that
 rule get their tasks' landscapes from their config) and the unclustered one (each task and
 sub-study draw an independent pair, the rule before 2026-11-24), and whether it passes
 rl.select_z. --replay restores the checkpoints kept on disk (rl/ckpt: the last two; rl/best) and
@@ -57,8 +57,10 @@ def gate_banks(config):
 
 def headroom(config, workdir, group: int = 8) -> dict[str, dict[str, tuple]]:
   """Where RL could gain, before spending its compute: per bank and table, the starting policy's
-  (checkpoints.start_policy) mean regret played greedily (what is evaluated; seeds as sft.val_seeds), the
-  mean of `group` sampled episodes per task (as RL's rollouts sample) and the mean over tasks of the best of those `group`. Why: GRPO learns only
+  (checkpoints.start_policy) mean regret played greedily (what is evaluated; seeds as
+  sft.val_seeds), the
+  mean of `group` sampled episodes per task (as RL's rollouts sample) and the mean over tasks of
+  the best of those `group`. Why: GRPO learns only
   from the spread within a group, and a gain the gate can show is bounded by how far the greedy
   regret sits above zero on its banks. Banks: "train" (RL's training tasks, bank_lib.rl_bank, as
   they are: RL plays random sub-studies of them), "held", "val" and "val_sub" (the gate's,
@@ -101,7 +103,8 @@ def replay(config, workdir) -> dict[int, dict]:
   """Per-task val regrets of every RL checkpoint on disk (rl/ckpt and rl/best), played again."""
   val, held = gate_banks(config)
   if val is None and held is None:
-    raise errors.UserError(f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
+    raise errors.UserError(
+        f"{workdir}: the run has no val tasks (config.json tasks), nothing to audit")
   out = {}
   for sub in ("ckpt", "best"):
     if not os.path.isdir(os.path.join(workdir, "rl", sub)):
@@ -112,8 +115,8 @@ def replay(config, workdir) -> dict[int, dict]:
     for step in steps:
       if step in out:
         continue
-      out[step] = gate.validate(config, checkpoints.restore_rl_policy(config, workdir, sub, step), val,
-                               held)[1]
+      out[step] = gate.validate(config, checkpoints.restore_rl_policy(config, workdir, sub, step),
+                                val, held)[1]
   return out
 
 
@@ -121,7 +124,7 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
   start_path = os.path.join(workdir, "rl", "val_start.npz")
   if not os.path.exists(start_path):
     raise errors.UserError(f"{start_path}: no starting-policy val regrets (rl.select_on_val off, "
-                            "or a run from before paired selection)")
+                           "or a run from before paired selection)")
   start = dict(np.load(start_path))
   if "landscape" not in start:  # an older run: cluster its tasks by landscape as the rule now does
     start |= landscapes(config)
@@ -131,9 +134,16 @@ def audit(config, workdir, per_step: dict[int, dict]) -> list[dict]:
     gain, se = gate.paired_gain(per, start)
     _, se_old = unclustered_gain(per, start)
     sel = gate.select_value(per)
-    rows.append(dict(step=step, val_select=sel, gain=gain, se=se, z=gain / se if se else float("nan"),
-                     se_unclustered=se_old, z_unclustered=gain / se_old if se_old else float("nan"),
-                     passes=bool(gain < -float(config.rl.select_z) * se)))
+    rows.append(
+        dict(
+            step=step,
+            val_select=sel,
+            gain=gain,
+            se=se,
+            z=gain / se if se else float("nan"),
+            se_unclustered=se_old,
+            z_unclustered=gain / se_old if se_old else float("nan"),
+            passes=bool(gain < -float(config.rl.select_z) * se)))
   return rows
 
 

@@ -1,6 +1,8 @@
 """Model selection on validation tasks: a grid of config overrides x training seeds.
 
-  python -m autollmr.select --config=configs/sft.py --workdir=DIR       --grid=model.layers=1,2 --grid=sim.draws=1,4       --seeds=0,1,2 --jobs=2 --config.tasks.val_families=hwgpt,hwgpt_lat
+  python -m autollmr.select --config=configs/sft.py --workdir=DIR \\
+      --grid=model.layers=1,2 --grid=sim.draws=1,4 \\
+      --seeds=0,1,2 --jobs=2 --config.tasks.val_families=hwgpt,hwgpt_lat
 
 Every grid point x seed runs the curate, simulate and sft stages of `autollmr.main` (a subprocess,
 in DIR/<point>/seed<k>; a finished run is not run again) and its final validation regret, overall
@@ -57,7 +59,7 @@ def final_val(run_dir: str) -> dict | None:
   rows = [r for r in rows if r.get("val_regret") is not None]
   if not rows:
     raise errors.UserError(f"{path}: no val_regret logged: the config has no validation tasks "
-                       "(set --config.tasks.val_families or use tables with val levels)")
+                           "(set --config.tasks.val_families or use tables with val levels)")
   return dict(val_regret=rows[-1]["val_regret"], by_table=rows[-1].get("val_by_table", {}),
               step=rows[-1]["step"])
 

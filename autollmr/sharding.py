@@ -46,8 +46,9 @@ def mesh_shape(mcfg, n_devices: int | None = None) -> tuple[int, int]:
       raise errors.UserError(f"--config.mesh.model={model} does not divide the {n} devices")
     data = n // model
   if data < 1 or model < 1 or data * model > n:
-    raise errors.UserError(f"--config.mesh.data={mcfg.data} x --config.mesh.model={mcfg.model} needs "
-                     f"more than the {n} devices here (data=-1: all that model leaves)")
+    raise errors.UserError(
+        f"--config.mesh.data={mcfg.data} x --config.mesh.model={mcfg.model} needs "
+        f"more than the {n} devices here (data=-1: all that model leaves)")
   return data, model
 
 
@@ -55,7 +56,7 @@ def make_mesh(config) -> jax.sharding.Mesh:
   """The (data, model) mesh over the first data x model devices (all of them by default)."""
   if config.mesh.params not in RULES:
     raise errors.UserError(f"--config.mesh.params must be one of {sorted(RULES)}, got "
-                     f"{config.mesh.params!r}")
+                           f"{config.mesh.params!r}")
   shape = mesh_shape(config.mesh)
   return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * 2,
                        devices=jax.devices()[:shape[0] * shape[1]])
@@ -107,8 +108,8 @@ def check_divisible(n: int, mesh, flag: str):
   d = math.lcm(mesh.shape["data"], jax.process_count())
   if n % d:
     raise errors.UserError(f"{flag}={n} must be a multiple of {d} (the mesh's data axis, "
-                     f"{mesh.shape['data']}, and the {jax.process_count()} host(s)): change "
-                     f"{flag} or --config.mesh.data")
+                           f"{mesh.shape['data']}, and the {jax.process_count()} host(s)): change "
+                           f"{flag} or --config.mesh.data")
 
 
 def put_batch(tree, mesh):

@@ -1,4 +1,5 @@
-"""Same numbers on every mesh: `python -m autollmr.sharding_check OUT_DIR` (tests/agent/test_sharding.py).
+"""Same numbers on every mesh: `python -m autollmr.sharding_check OUT_DIR`
+(tests/agent/test_sharding.py).
 
 Run it with 8 devices (fake CPU ones: XLA_FLAGS=--xla_force_host_platform_device_count=8, set
 before jax starts, hence a subprocess in the tests). On the tiny configs and synthetic tables it

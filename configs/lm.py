@@ -4,7 +4,7 @@
   python -m autollmr.main --config=configs/lm.py:tiny --workdir=DIR   # a smoke run
 
 The same as configs/rl.py with `policy=lm` (so `--config=configs/rl.py --config.policy=lm` is the
-same run with every peer); the sft and rl stages train the decoder-only LM (lm_train.py) on the
+same run with every peer); the sft and rl stages train the decoder-only LM (text/train.py) on the
 same teacher records, and the eval stage adds lm_sft_agent / lm_rl_agent rows to the leaderboard
 (and the pointer policy's rows when its checkpoints are in the same workdir).
 """
@@ -15,7 +15,7 @@ def get_config(arg: str = ""):
   c = rl.get_config(arg)
   c.policy = "lm"
   # The text shows known results pre-rendered from the table, dropped configs included, so the
-  # text policy distills the training tasks as they are (no sub-study copies, simulate.train_bank).
+  # text policy distills the training tasks as they are (no sub-study copies, bank.train_bank).
   c.sim.draws = 1
   c.sim.member_draws = False  # one text policy: one teacher dataset
   c.eval.methods = "random,topk_transfer,trend,steplaw_formula"

@@ -27,7 +27,8 @@ def get_config(arg: str = ""):
     c.env.max_target_configs = 32
     c.model.width, c.model.heads, c.model.layers, c.model.mlp = 16, 2, 1, 32
     c.model.max_keys = 40
-    c.model.members = 1  # one policy: fast tests (the ensemble has its own, tests/agent/test_sft.py)
+    # one policy: fast tests (the ensemble has its own, tests/agent/test_sft.py)
+    c.model.members = 1
     c.sim.seeds, c.sim.rollouts, c.sim.chunk = 2, 4, 8
     c.sim.max_cheap_rows, c.sim.max_target_configs = 16, 16
     c.sft.steps, c.sft.batch_size, c.sft.warmup_steps = 6, 8, 2

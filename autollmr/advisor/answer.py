@@ -15,7 +15,7 @@ predicts (a "kriging believer") and asks again, so suggestion 2 is what the meth
 the search continues from everything in the CSV (tests/advisor/test_advise.py checks it).
 
 Each suggestion carries: the config (in the CSV's columns, transforms inverted), a predicted score
-and objective value (kernel regression over the known results; `transcripts.kernel_predict`), the
+and objective value (kernel regression over the known results; `choosers.kernel_predict`), the
 spread of that evidence as its uncertainty, its predicted rank among the candidates, the policy's
 probability, and the evidence (the known results with the largest saliency for the policy, or the
 largest kernel weight for a peer). --reveal PATH (for tests and demos) reads withheld target rows
@@ -99,7 +99,7 @@ def _chooser(method, agent, ctx, table, task, seed):
   if agent is not None:
     model, _, _ = agent
     return choosers.AgentChooser(model, ctx.cand_exists_A, table_lib.family_id(table.family),
-                           task.max_turns)
+                                 task.max_turns)
   return choosers.PeerChooser(registry.PEERS[method](ctx, seed), ctx.cand_exists_A)
 
 
@@ -170,8 +170,8 @@ def advise(spec_path: str, target: str, k: int = 3, agent_dir: str | None = None
                                 table.valid_FxC[t + 1:]]))
   task = Task(table.name, target, tuple(table.fidelity_names[f] for f in visible), rho=1.0,
               budget=float(k), max_turns=n_done + k + EXTRA_TURNS, split="advise")
-  params, sizes = build.make_params(env_table, [task], max_cheap_rows=cap,
-                                      max_target_configs=int((done_C | open_C).sum()))
+  params, sizes = build.make_params(
+      env_table, [task], max_cheap_rows=cap, max_target_configs=int((done_C | open_C).sum()))
   learned.set_training_sources(None)
   ctx = peer_base.make_context(table, task, params, 0)  # the real table: no placeholder in it
   ref = ReferenceEnv(params, sizes, auto_reset=False)
@@ -201,20 +201,32 @@ def advise(spec_path: str, target: str, k: int = 3, agent_dir: str | None = None
     others, _ = choosers.kernel_predict(view, exists, np.flatnonzero(open_A))
     lo, hi = choosers.to_raw(p, 0, t, mu - sd), choosers.to_raw(p, 0, t, mu + sd)
     ev = chooser.evidence(view, a)
-    suggestions.append(dict(
-        rank=i + 1, config=sweep.columns(spec, table, int(cfg[a])),
-        features={n: float(x) for n, x in zip(table.config_feature_names,
-                                                table.config_features_CxD[cfg[a]])},
-        label=table.config_labels[cfg[a]] if table.config_labels else str(int(cfg[a])),
-        predicted=dict(score=mu, spread=sd, value=float(choosers.to_raw(p, 0, t, mu)),
-                       value_spread=float(abs(hi - lo) / 2), on_scale_of=table.fidelity_names[near],
-                       better_than_pct=float(100 * np.mean(others < mu))),
-        policy_prob=chooser.prob,
-        evidence=[dict(fidelity=table.fidelity_names[fid[e]], config=sweep.columns(spec, table,
-                                                                               int(cfg[e])),
-                       value=float(p.values_FxC[fid[e], cfg[e]]) if not (
-                           fid[e] == t and not done_C[cfg[e]]) else None,
-                       score=float(view["value_A"][e]), weight=w) for e, w in ev]))
+    suggestions.append(
+        dict(
+            rank=i + 1,
+            config=sweep.columns(spec, table, int(cfg[a])),
+            features={
+                n: float(x)
+                for n, x in zip(table.config_feature_names, table.config_features_CxD[cfg[a]])
+            },
+            label=table.config_labels[cfg[a]] if table.config_labels else str(int(cfg[a])),
+            predicted=dict(
+                score=mu,
+                spread=sd,
+                value=float(choosers.to_raw(p, 0, t, mu)),
+                value_spread=float(abs(hi - lo) / 2),
+                on_scale_of=table.fidelity_names[near],
+                better_than_pct=float(100 * np.mean(others < mu))),
+            policy_prob=chooser.prob,
+            evidence=[
+                dict(
+                    fidelity=table.fidelity_names[fid[e]],
+                    config=sweep.columns(spec, table, int(cfg[e])),
+                    value=float(p.values_FxC[fid[e], cfg[e]])
+                    if not (fid[e] == t and not done_C[cfg[e]]) else None,
+                    score=float(view["value_A"][e]),
+                    weight=w) for e, w in ev
+            ]))
     # Kriging believer: the suggestion is taken to come out as predicted, then ask again.
     slot = ref.turn
     ref.queried[slot], ref.values[slot] = a, np.float32(choosers.to_raw(p, 0, t, mu))

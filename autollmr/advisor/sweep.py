@@ -104,8 +104,9 @@ def export_table(table: Table, out_dir: str, withhold: str | None = None) -> dic
   for f, c in zip(*np.nonzero(table.valid_FxC)):
     r = {n: float(x) for n, x in zip(table.config_feature_names, table.config_features_CxD[c])}
     r["fidelity"] = table.fidelity_names[f]
-    r.update({g: float(x) for g, x in zip(table.fidelity_feature_names,
-                                         table.fidelity_features_FxG[f])})
+    r.update({
+        g: float(x) for g, x in zip(table.fidelity_feature_names, table.fidelity_features_FxG[f])
+    })
     r[table.objective] = float(table.values_FxC[f, c])
     r["cost"] = float(table.cost_F[f])
     rows.append(r)

@@ -42,9 +42,10 @@ def union_params(parts, d_max: int, g_max: int, invalid_penalty: float,
     f, c = p.values_FxC.shape
     d, g = p.config_features_CxD.shape[1], p.fidelity_features_FxG.shape[1]
     if d > d_max or g > g_max:
-      raise errors.UserError(f"a table has {d} config / {g} fidelity features; the policy takes at most "
-                       f"{d_max} / {g_max} (raise model.max_config_features / "
-                       "model.max_fidelity_features)")
+      raise errors.UserError(
+          f"a table has {d} config / {g} fidelity features; the policy takes at most "
+          f"{d_max} / {g_max} (raise model.max_config_features / "
+          "model.max_fidelity_features)")
     s = float(p.sign)
     values[fo:fo + f, co:co + c] = s * p.values_FxC
     pct[fo:fo + f, co:co + c] = p.pct_better_FxC
@@ -105,7 +106,8 @@ def build_bank(config, tables, splits, split: str, max_cheap_rows: int,
 
 def val_bank(config, tables, splits) -> dict | None:
   """The val tasks at eval size; with `sft.val_draws` = n > 0 also n random sub-studies of each
-  (env.sub_studies, drop `sft.val_drop_configs`, fixed key) under "sub": a validation signal with
+  (substudies.sub_studies, drop `sft.val_drop_configs`, fixed key) under "sub": a validation signal
+  with
   many optima instead of a handful, which the few val tasks alone saturate (~0.003)."""
   val = build_bank(config, tables, splits, "val", config.env.max_cheap_rows,
                    config.env.max_target_configs)
@@ -114,7 +116,7 @@ def val_bank(config, tables, splits) -> dict | None:
     return val
   task_M = jnp.tile(jnp.arange(len(val["tasks"]), dtype=jnp.int32), n)
   sub = substudies.sub_studies(val["params"], task_M, jax.random.key(20261123),
-                            float(config.sft.val_drop_configs), 0.0)
+                               float(config.sft.val_drop_configs), 0.0)
   val["sub"] = dict(params=sub, sizes=val["sizes"], family_N=val["family_N"][task_M],
                     tasks=[val["tasks"][i] for i in np.asarray(task_M)])
   return val
@@ -123,7 +125,7 @@ def val_bank(config, tables, splits) -> dict | None:
 def rl_bank(config, tables, splits) -> dict | None:
   """The training tasks RL draws its episodes from (each as random sub-studies, rl.drop_*):
   training-sized candidate sets (sim.max_*), and under
-  `rl.holdout_configs` without the target results of the held configs (env.config_holdout:
+  `rl.holdout_configs` without the target results of the held configs (substudies.config_holdout:
   those are for the gate, held_bank)."""
   bank = build_bank(config, tables, splits, "train", config.sim.max_cheap_rows,
                     config.sim.max_target_configs)
@@ -136,7 +138,8 @@ def rl_bank(config, tables, splits) -> dict | None:
 
 def held_bank(config, tables, splits) -> dict | None:
   """The training tasks at eval size, each with only its held target configs
-  (env.config_holdout, `rl.holdout_configs`): the share of every training task RL never sees a
+  (substudies.config_holdout, `rl.holdout_configs`): the share of every training task RL never sees
+  a
   target result of, on which its checkpoints are gated (rl.py) beside the val tasks. Why: the val
   tasks cover two families (the ones with >= 2 training levels); these cover every family RL
   trains on. Tasks with < 2 held target configs are left out."""
@@ -146,7 +149,7 @@ def held_bank(config, tables, splits) -> dict | None:
     return None
   frac = float(config.rl.holdout_configs)
   params, ok_N = substudies.config_holdout(bank["params"], frac, True,
-                                        substudies.held_configs(bank["table_sizes"], frac))
+                                           substudies.held_configs(bank["table_sizes"], frac))
   keep = np.flatnonzero(np.asarray(ok_N))
   if not len(keep):
     return None
@@ -176,7 +179,8 @@ def stream_copies(config, m: int) -> list[int]:
 
 def train_bank(config, tables, splits):
   """The training tasks at training size (simulate, sft). With `sim.draws` = S > 1 the bank holds
-  S copies of them: copy 0 as they are, copies 1..S-1 random sub-studies (env.sub_studies with
+  S copies of them: copy 0 as they are, copies 1..S-1 random sub-studies (substudies.sub_studies
+  with
   rl.drop_configs / rl.drop_fidelities, fixed key), so the teacher is distilled on S landscapes
   per training task instead of one (why: 65 training tasks are 13 landscapes, which a policy can
   learn by heart). Under `sim.member_draws` each of the M ensemble members gets its own S - 1
@@ -190,7 +194,7 @@ def train_bank(config, tables, splits):
   task_M = jnp.tile(jnp.arange(n, dtype=jnp.int32), S)
   p = bank["params"]
   sub = substudies.sub_studies(p, task_M, jax.random.key(int(config.seed) + 7919),
-                            float(config.rl.drop_configs), float(config.rl.drop_fidelities))
+                               float(config.rl.drop_configs), float(config.rl.drop_fidelities))
   keep = lambda x, orig: x.at[:n].set(orig)  # copy 0: the tasks themselves
   sub = sub.replace(cand_exists_NxA=keep(sub.cand_exists_NxA, p.cand_exists_NxA),
                     y_star_N=keep(sub.y_star_N, p.y_star_N),

@@ -89,7 +89,7 @@ def start_policy(config, workdir):
     model = load_sft_policy(config, workdir)
     if model is None:
       raise errors.UserError(f"rl.init=sft but no SFT checkpoint in {workdir}/sft/ckpt: run the "
-                              "simulate and sft stages first, or use configs/rl_scratch.py")
+                             "simulate and sft stages first, or use configs/rl_scratch.py")
     return model
   if config.rl.init == "scratch":
     return model_lib.make_policy(config.model, seed=int(config.seed))

@@ -40,7 +40,7 @@ def val_regret(config, model, val, by_table: dict | None = None,
   graphdef, state = nnx.split(model)
   model = nnx.merge(graphdef, sharding.host_local(state))  # played locally, on every host
   out = play_lib.play(model, val["params"], val["sizes"], np.repeat(np.arange(n), len(seeds)),
-                   np.tile(seeds, n), val["family_N"])
+                      np.tile(seeds, n), val["family_N"])
   regret_E = np.asarray(out["regret"])
   if per_task is not None:
     per_task["tasks"] = regret_E.reshape(n, len(seeds)).mean(1)

@@ -2,14 +2,15 @@
 
 Each candidate (config, fidelity) of the expanded observation is a token: fidelity features
 (padded to G_max), is_target, known, value (0 when unknown), log cost, per-kernel
-kernel-regression predictions of its value from the known results (`features.kernel_features`) and per
-model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction (`features.ridge_features`).
-Config features (zero-padded to D_max; more is an error) are standardized per task over the task's
-existing candidates, so tables on different scales look alike; by default they enter only through
-relative features.geometry (distances to known results), never as absolute token inputs, because absolute
-positions do not carry over to a shifted or unseen config space (e.g. hwgpt's larger L space). One global token carries the budget, the turn, the table
-family and the mean candidate embedding. The global token's query against each encoded
-candidate's key gives the pointer logits; a value head reads the global token.
+kernel-regression predictions of its value from the known results (`features.kernel_features`)
+and per model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction
+(`features.ridge_features`). Config features (zero-padded to D_max; more is an error) are
+standardized per task over the task's existing candidates, so tables on different scales look
+alike; they enter only through relative geometry (distances to known results), never as absolute
+token inputs, because absolute positions do not carry over to a shifted or unseen config space
+(e.g. hwgpt's larger L space). One global token carries the budget, the turn, the table family
+and the mean candidate embedding. The global token's query against each encoded candidate's key
+gives the pointer logits; a value head reads the global token.
 
 Cost on CPU (why the attention is restricted): A is up to ~770 at evaluation (256 cheap rows +
 512 target configs). Full self-attention is O(A^2); here every candidate attends only to the
@@ -62,8 +63,11 @@ class Block(nnx.Module):
     self.heads, self.e, self.d = heads, e, d_max
     self.ln1 = layernorm(width, rngs)
     self.ln2 = layernorm(width, rngs)
-    gen = lambda: nnx.LinearGeneral(width, (heads, e), kernel_init=param_init(("embed", "heads", "kv")),
-                                    bias_init=zeros_init(("heads", "kv")), rngs=rngs)
+    gen = lambda: nnx.LinearGeneral(
+        width, (heads, e),
+        kernel_init=param_init(("embed", "heads", "kv")),
+        bias_init=zeros_init(("heads", "kv")),
+        rngs=rngs)
     self.q, self.k, self.v = gen(), gen(), gen()
     self.o = nnx.LinearGeneral((heads, e), width, axis=(-2, -1),
                                kernel_init=param_init(("heads", "kv", "embed")),
@@ -120,8 +124,8 @@ class Policy(nnx.Module):
     self.embed_glob = dense(3, width, (None, "embed"), rngs)
     self.family = nnx.Embed(len(table_lib.FAMILIES), width, embedding_init=param_init(
         ("vocab", "embed"), nnx.initializers.normal(0.02)), rngs=rngs)
-    self.blocks = nnx.List([Block(width, heads, mlp, max_config_features, rngs)
-                              for _ in range(layers)])
+    self.blocks = nnx.List(
+        [Block(width, heads, mlp, max_config_features, rngs) for _ in range(layers)])
     self.ln_out = layernorm(width, rngs)
     self.ptr_q = dense(width, width, ("embed", "mlp"), rngs)
     self.ptr_k = dense(width, width, ("embed", "mlp"), rngs)
@@ -142,9 +146,10 @@ class Policy(nnx.Module):
     cfg_BxAxD = view["config_features_AxD"]
     fid_BxAxG = view["fidelity_features_AxG"]
     if cfg_BxAxD.shape[-1] > self.d_max or fid_BxAxG.shape[-1] > self.g_max:
-      raise errors.UserError(f"the table has {cfg_BxAxD.shape[-1]} config / {fid_BxAxG.shape[-1]} "
-                       f"fidelity features; the policy takes at most {self.d_max} / {self.g_max} "
-                       "(raise model.max_config_features / model.max_fidelity_features)")
+      raise errors.UserError(
+          f"the table has {cfg_BxAxD.shape[-1]} config / {fid_BxAxG.shape[-1]} "
+          f"fidelity features; the policy takes at most {self.d_max} / {self.g_max} "
+          "(raise model.max_config_features / model.max_fidelity_features)")
     g = features.geometry(view, max_keys or self.max_keys)
     z_BxAxD = jnp.pad(g["z_BxAxD"], ((0, 0), (0, 0), (0, self.d_max - g["z_BxAxD"].shape[-1])))
     zf_BxAxG = jnp.pad(g["zf_BxAxG"], ((0, 0), (0, 0), (0, self.g_max - g["zf_BxAxG"].shape[-1])))

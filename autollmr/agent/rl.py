@@ -1,7 +1,8 @@
 """Multi-turn RL, GRPO-style, with the whole update in one jax.jit (PureJaxRL style).
 
 One update: sample M training tasks uniformly, turn each into a random sub-study
-(env.sub_studies: configs and visible fidelities dropped, so the optimum moves between draws),
+(substudies.sub_studies: configs and visible fidelities dropped, so the optimum moves between
+draws),
 play G episodes of each in the vmapped env with the current policy (lax.scan over turns), return
 = terminal 1 - regret + the env's invalid/repeat penalties, advantage = the return centred within
 its group of G (not divided by the group's std: Dr. GRPO, Liu et al. 2025) given to every turn,
@@ -10,7 +11,7 @@ the frozen reference (distilled) policy - entropy bonus, and an optax step. `rl.
 updates run in one call via lax.scan.
 
 Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
-(agent.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
+(play_lib.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
 
 Devices (sharding.py): the M x G episodes of an update are split over the mesh's `data` axis
 (each device, and so each host, steps its share of the env batch; the loss's batch stays split

@@ -2,7 +2,7 @@
 
 Data: grain MapDataset over the ArrayRecord steps, sliced per host, shuffle(seed) -> repeat ->
 decode -> batch. A record holds the Obs fields, not the A-sized view: the view is rebuilt inside
-the jitted step from the training bank (simulate.train_bank), so records stay O(T).
+the jitted step from the training bank (bank.train_bank), so records stay O(T).
 Optimizer: AdamW, linear warmup + cosine decay, global-norm clipping. The train step is one
 jax.jit over the NNX (model, optimizer) state (nnx.split / nnx.merge), with the state sharded by
 config.mesh (sharding.py), the batch split over the mesh's `data` axis, the state donated.
@@ -134,8 +134,9 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     sim = json.load(f)
   bank = bank_lib.train_bank(config, tables, splits)
   if bank["names"] != sim["names"]:
-    raise errors.UserError("[sft] the training bank differs from the one the records were simulated "
-                       "on (config or data changed): remove WORKDIR/sim and rerun simulate")
+    raise errors.UserError(
+        "[sft] the training bank differs from the one the records were simulated "
+        "on (config or data changed): remove WORKDIR/sim and rerun simulate")
   val = bank_lib.val_bank(config, tables, splits)
   max_keys = int(config.sim.max_cheap_rows) + bank["sizes"].max_turns
   mesh = sharding.make_mesh(config)
@@ -145,9 +146,10 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   # teacher data, from its own rows of one shared batch).
   n_streams = len(sim["streams"])
   if n_streams != bank_lib.data_streams(config):
-    raise errors.UserError(f"[sft] the records hold {n_streams} data stream(s), the config asks "
-                       f"for {bank_lib.data_streams(config)} (--config.sim.member_draws, "
-                       "--config.model.members changed?): remove WORKDIR/sim and rerun simulate")
+    raise errors.UserError(
+        f"[sft] the records hold {n_streams} data stream(s), the config asks "
+        f"for {bank_lib.data_streams(config)} (--config.sim.member_draws, "
+        "--config.model.members changed?): remove WORKDIR/sim and rerun simulate")
   step_fn = make_train_step(graphdef, state, bank["sizes"], max_keys, float(c.value_coef), mesh,
                             config.mesh.params, streams=n_streams)
   state = sharding.put(state, sharding.state_shardings(state, mesh, config.mesh.params))

@@ -47,7 +47,8 @@ def run(config, workdir, tables, splits) -> dict:
   seeds = np.arange(max(1, int(config.sim.seeds) // draws))
   pairs_task, pairs_seed, ranges = [], [], []
   for m in range(M):  # records are written stream by stream: SFT slices them (summary "streams")
-    tasks_m = np.concatenate([np.arange(c * n, (c + 1) * n) for c in bank_lib.stream_copies(config, m)])
+    tasks_m = np.concatenate(
+        [np.arange(c * n, (c + 1) * n) for c in bank_lib.stream_copies(config, m)])
     pairs_task.append(np.repeat(tasks_m, len(seeds)))
     pairs_seed.append(np.tile(seeds + m * len(seeds), len(tasks_m)) + 1000 * int(config.seed))
   pairs_task, pairs_seed = np.concatenate(pairs_task), np.concatenate(pairs_seed)

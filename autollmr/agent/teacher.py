@@ -104,9 +104,9 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
                    ridges=()):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
-  ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`model.ridge_predict`) as
+  ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`features.ridge_predict`) as
   scorers beside the H kernels (rollout r uses scorer r % (H + R)); their adaptive mode adds each
-  new target result to running sums (`model.ridge_sums`, the same fit as refitting on the turn's
+  new target result to running sums (`features.ridge_sums`, the same fit as refitting on the turn's
   view), their static mode keeps the fit at reset.
 
   Out: per pair the kept trajectory (P x T: Obs fields, action, active), its final regret and
@@ -132,10 +132,10 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
     w_RxPxA, sums = [], []
     for _, fw in ridges:  # the regressors are the same for every fit, the row weights are not
       x_PxAxP, w = features.ridge_design(prior_P["z_BxAxD"], prior_P["zf_BxAxG"],
-                                          view0_P["is_target_A"] & ex0, fw)
+                                         view0_P["is_target_A"] & ex0, fw)
       w_RxPxA.append(w)
-      sums.append(features.ridge_sums(x_PxAxP, w * known0,
-                                       jnp.where(known0, view0_P["value_A"], 0.0)))
+      sums.append(
+          features.ridge_sums(x_PxAxP, w * known0, jnp.where(known0, view0_P["value_A"], 0.0)))
     w_ExA = jnp.stack(w_RxPxA)[which_E, pair_E]
     lam_E = jnp.asarray([lam for lam, _ in ridges], jnp.float32)[which_E]
     ridge_carry = dict(xtx=jnp.stack([a for a, _ in sums])[which_E, pair_E],
@@ -177,7 +177,7 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
     return (state, done_E | info["done"], prior), rec
 
   (state, _, _), rec = jax.lax.scan(turn, (state, jnp.zeros(pair_E.shape, bool), prior),
-                                 jax.random.split(key, sizes.max_turns))
+                                    jax.random.split(key, sizes.max_turns))
   regret_PxN = env_lib.regret_of(params, state.task, state.best).reshape(P, n)
   cost_PxN = state.cost_spent.reshape(P, n)
   auc_PxN = rec["regret"].sum(0).reshape(P, n)  # anytime regret summed over the turns

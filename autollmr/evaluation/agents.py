@@ -1,5 +1,4 @@
-"""The trained pointer agent's evaluation records: every test task x every eval seed, greedy.
-"""
+"""The trained pointer agent's evaluation records: every test task x every eval seed, greedy."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +28,7 @@ def test_batches(config, tables, splits):
 
 
 def episode_records(method, table, test, task_E, seed_E, out) -> list[dict]:
-  """evaluate-style records of a played batch (`out` from play / lm_agent.play)."""
+  """evaluate-style records of a played batch (`out` from play_lib.play / text/agent.play)."""
   recs = []
   for e, (i, s) in enumerate(zip(task_E, seed_E)):
     ep = dict(regret=out["regret"][e], percentile=out["percentile"][e],

@@ -178,7 +178,7 @@ class AgentChooser:
 
 
 class PeerChooser:
-  """A peer (peers.py) as a chooser; evidence = the known results the kernel weighs most."""
+  """A peer (peers/) as a chooser; evidence = the known results the kernel weighs most."""
   kind, evidence_col = "peer", "kernel weight"
   evidence_label = "kernel weight of the known result in the query's predicted score"
 

@@ -95,7 +95,7 @@ def curves(workdir: str, path: str) -> str:
   panels = [(s, k) for s, k in CURVES if any(r.get(k) is not None for r in metrics.get(s, []))]
   if not panels:
     raise errors.UserError(f"no metrics in {workdir}/sft/metrics.jsonl or "
-                            f"{workdir}/rl/metrics.jsonl (run the sft / rl stages first)")
+                           f"{workdir}/rl/metrics.jsonl (run the sft / rl stages first)")
   plt = _plt()
   cols = min(3, len(panels))
   rows = int(np.ceil(len(panels) / cols))
@@ -157,7 +157,8 @@ def landscape(table, queries: list[dict], path: str, axes=None) -> str:
   else:
     missing = [a for a in axes if a not in names]
     if missing:
-      raise errors.UserError(f"table {table.name!r} has no config feature(s) {missing}; it has {names}")
+      raise errors.UserError(
+          f"table {table.name!r} has no config feature(s) {missing}; it has {names}")
     jx, jy = names.index(axes[0]), names.index(axes[1])
   X = table.config_features_CxD
   bx, tx = _binner(X[table.valid_FxC.any(0), jx])

@@ -17,8 +17,9 @@ def eval_workers(cfg) -> int:
   core (at most 8)."""
   w = int(cfg.eval.workers)
   if w < -1:
-    raise errors.UserError(f"--config.eval.workers must be -1 (one per core), 0 (this process) or a "
-                     f"count, got {w}")
+    raise errors.UserError(
+        f"--config.eval.workers must be -1 (one per core), 0 (this process) or a "
+        f"count, got {w}")
   return min(os.cpu_count() or 1, 8) if w == -1 else w
 
 

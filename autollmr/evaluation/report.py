@@ -131,12 +131,15 @@ def cost_to_target_md(records, command) -> str:
   ctt = stats.cost_to_target(records)
   methods = sorted({m for m, _ in ctt})
   families = sorted({f for _, f in ctt})
-  lines = [f"# Expected expensive runs to reach regret <= {stats.REGRET_TARGET}", "",
-           f"Made by: `{command}`", "",
-           f"From the K={stats.MAX_K_SHOWN} episodes' anytime curves; an episode that does not get there "
-           f"counts as {stats.MAX_K_SHOWN + 1}; '> {stats.MAX_K_SHOWN}' when the mean exceeds {stats.MAX_K_SHOWN}. "
-           "In brackets: the fraction of seeds that got there.", "",
-           "| method | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
+  k_max = stats.MAX_K_SHOWN
+  lines = [
+      f"# Expected expensive runs to reach regret <= {stats.REGRET_TARGET}", "",
+      f"Made by: `{command}`", "",
+      f"From the K={k_max} episodes' anytime curves; an episode that does not get there "
+      f"counts as {k_max + 1}; '> {k_max}' when the mean exceeds {k_max}. "
+      "In brackets: the fraction of seeds that got there.", "",
+      "| method | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)
+  ]
   for m in methods:
     cells = []
     for f in families:
@@ -144,7 +147,8 @@ def cost_to_target_md(records, command) -> str:
         cells.append("-")
         continue
       mean, frac = ctt[(m, f)]
-      cells.append((f"> {stats.MAX_K_SHOWN}" if mean > stats.MAX_K_SHOWN else f"{mean:.2f}") + f" ({frac:.0%})")
+      cells.append((f"> {stats.MAX_K_SHOWN}" if mean > stats.MAX_K_SHOWN else f"{mean:.2f}") +
+                   f" ({frac:.0%})")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

@@ -34,11 +34,14 @@ def online_copy(task):
 def build_eval_params(table, tasks, cfg):
   """EnvParams of the tasks on the table. Under `eval.sub_studies` the candidate axis is padded to
   a multiple of 64, so the sub-studies of a table share one compiled agent rollout."""
-  return build.make_params(table, tasks, max_cheap_rows=cfg.env.max_cheap_rows,
-                             max_target_configs=cfg.env.max_target_configs,
-                             invalid_penalty=cfg.env.invalid_penalty,
-                             repeat_penalty=cfg.env.repeat_penalty,
-                             pad_multiple=64 if int(cfg.eval.sub_studies) > 0 else 1)
+  return build.make_params(
+      table,
+      tasks,
+      max_cheap_rows=cfg.env.max_cheap_rows,
+      max_target_configs=cfg.env.max_target_configs,
+      invalid_penalty=cfg.env.invalid_penalty,
+      repeat_penalty=cfg.env.repeat_penalty,
+      pad_multiple=64 if int(cfg.eval.sub_studies) > 0 else 1)
 
 
 def run_peers(table, tasks, methods, seeds, cfg, bar=None) -> list[dict]:

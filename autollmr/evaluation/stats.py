@@ -1,5 +1,4 @@
-"""Aggregation of episode records: per task, per family, overall (families weigh equally).
-"""
+"""Aggregation of episode records: per task, per family, overall (families weigh equally)."""
 from __future__ import annotations
 
 import collections

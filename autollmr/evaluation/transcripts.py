@@ -173,7 +173,8 @@ def eval_choosers(config, workdir, methods) -> list:
   """[(method, factory(ctx, table, task, seed) -> chooser)]: the workdir's final agent (RL if
   trained, else SFT); without one, a classical peer (topk_transfer if evaluated), so a peers-only
   eval still has transcripts."""
-  for method, load in ((agents.RL_METHOD, checkpoints.load_rl_policy), (agents.METHOD, checkpoints.load_sft_policy)):
+  for method, load in ((agents.RL_METHOD, checkpoints.load_rl_policy),
+                       (agents.METHOD, checkpoints.load_sft_policy)):
     model = load(config, workdir)
     if model is not None:
       return [(method, agent_factory(model))]

@@ -125,12 +125,18 @@ def revealed(params: EnvParams, task, seed, idx):
 def fresh_state(params: EnvParams, sizes: EnvSizes, task, seed, episode) -> EnvState:
   f32 = jnp.float32
   return EnvState(
-      task=jnp.asarray(task, jnp.int32), seed=jnp.asarray(seed, jnp.uint32),
+      task=jnp.asarray(task, jnp.int32),
+      seed=jnp.asarray(seed, jnp.uint32),
       episode=jnp.asarray(episode, jnp.uint32),
       queried_T=jnp.full((sizes.max_turns,), -1, jnp.int32),
       norm_T=jnp.zeros((sizes.max_turns,), f32),
-      budget_left=params.budget_N[task].astype(f32), turn=jnp.int32(0),
-      best=f32(jnp.inf), best_config=jnp.int32(-1), n_invalid=jnp.int32(0), n_repeat=jnp.int32(0), cost_spent=f32(0))
+      budget_left=params.budget_N[task].astype(f32),
+      turn=jnp.int32(0),
+      best=f32(jnp.inf),
+      best_config=jnp.int32(-1),
+      n_invalid=jnp.int32(0),
+      n_repeat=jnp.int32(0),
+      cost_spent=f32(0))
 
 
 def reset(key, params: EnvParams, sizes: EnvSizes, task) -> tuple[Obs, EnvState]:

@@ -49,8 +49,9 @@ def hwgpt(df: pd.DataFrame, base_dir: str) -> pd.DataFrame:
     d = df.loc[m, "n_layer"].map({v: i for i, v in enumerate(cfg["layers"])})
     if e.isna().any() or d.isna().any():
       r = np.flatnonzero(m)[int(np.flatnonzero((e.isna() | d.isna()).to_numpy())[0])]
-      raise spec_lib.SpecError(f"{df['_file'].iloc[r]}: line {df['_line'].iloc[r]}: embed_dim/"
-                               f"n_layer outside space {s}'s choices {cfg['embed']}/{cfg['layers']}")
+      raise spec_lib.SpecError(
+          f"{df['_file'].iloc[r]}: line {df['_line'].iloc[r]}: embed_dim/"
+          f"n_layer outside space {s}'s choices {cfg['embed']}/{cfg['layers']}")
     df.loc[m, "embed_tier"] = e.to_numpy(float)
     df.loc[m, "depth_tier"] = d.to_numpy(float)
     df.loc[m, "heads_frac"] = df.loc[m, "mean_n_head"] / cfg["heads"]

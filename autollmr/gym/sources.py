@@ -120,8 +120,9 @@ def load_table(name: str, data_dir: str | None = None, use_cache: bool = True) -
         return t
     raise errors.UserError(f"no synthetic table {name!r}")
   if name not in REAL_TABLES:
-    raise errors.UserError(f"unknown table {name!r}; built-in: {list(REAL_TABLES + GENERATED_TABLES)} "
-                   f"or synthetic_*; for your own CSV use --spec PATH")
+    raise errors.UserError(
+        f"unknown table {name!r}; built-in: {list(REAL_TABLES + GENERATED_TABLES)} "
+        f"or synthetic_*; for your own CSV use --spec PATH")
   d = find_data_dir(data_dir)
   if d is None:
     raise errors.UserError(
@@ -186,9 +187,17 @@ def write_cached(table: Table, where: str) -> None:
   arrays.update({"aux/" + k: v for k, v in table.aux_FxC.items()})
   for k, arr in arrays.items():
     arr = np.ascontiguousarray(arr)
-    store = ts.open({"driver": "zarr", "kvstore": {"driver": "file",
-                                                   "path": os.path.join(tmp, k.replace("/", "__"))}},
-                    create=True, dtype=arr.dtype.name, shape=arr.shape).result()
+    store = ts.open(
+        {
+            "driver": "zarr",
+            "kvstore": {
+                "driver": "file",
+                "path": os.path.join(tmp, k.replace("/", "__"))
+            }
+        },
+        create=True,
+        dtype=arr.dtype.name,
+        shape=arr.shape).result()
     store.write(arr).result()
   with open(os.path.join(tmp, "meta.json"), "w") as f:
     json.dump(table.metadata(), f, indent=1)

@@ -29,7 +29,7 @@ def sub_studies(params: EnvParams, task_M, key, drop_configs: float, drop_fideli
   for name, v in (("drop_configs", drop_configs), ("drop_fidelities", drop_fidelities)):
     if not 0.0 <= float(v) < 1.0:
       raise errors.UserError(f"{name} must be in [0, 1), got {v} (--config.rl.drop_configs, "
-                       "--config.rl.drop_fidelities, --config.sft.val_drop_configs)")
+                             "--config.rl.drop_fidelities, --config.sft.val_drop_configs)")
   p = params.replace(**{k: getattr(params, k)[task_M] for k in env_lib.TASK_FIELDS})
   if not drop_configs and not drop_fidelities:
     return p
@@ -80,7 +80,8 @@ def config_holdout(params: EnvParams, frac: float, held: bool, held_C: jax.Array
   (params, ok_N): ok_N False where the part would keep < 2 target configs (those tasks are
   left as they are; a gate should drop them)."""
   if not 0.0 < float(frac) < 1.0:
-    raise errors.UserError(f"--config.rl.holdout_configs must be in (0, 1) to hold configs out, got {frac}")
+    raise errors.UserError(
+        f"--config.rl.holdout_configs must be in (0, 1) to hold configs out, got {frac}")
   C = params.values_FxC.shape[1]
   if held_C.shape != (C,):
     raise ValueError(f"config_holdout: held_C has shape {held_C.shape}, the config axis is {C}")
@@ -93,7 +94,7 @@ def config_holdout(params: EnvParams, frac: float, held: bool, held_C: jax.Array
 
 def sub_study_table(table, drop: float, seed: int):
   """A random sub-study of a table, for evaluation: each config dropped with probability `drop`
-  at every fidelity (the study never ran it), as env.sub_studies does for training, but on the
+  at every fidelity (the study never ran it), as sub_studies does for training, but on the
   Table, so the peers and the agents play it unchanged and y* is the sub-study's best. Why: a
   family has one or two test targets, so a single pick decides its cell; N sub-studies of each
   target give N landscapes with the same scale shift, and a mean with a spread. Redrawn (at most
@@ -106,5 +107,6 @@ def sub_study_table(table, drop: float, seed: int):
     valid = table.valid_FxC & (rng.random(table.num_configs) >= drop)[None]
     if np.all(valid.sum(1)[had] >= 2):
       return table.with_changes(valid_FxC=valid, flagged_FxC=table.flagged_FxC & valid)
-  raise errors.UserError(f"table {table.name!r}: no sub-study with drop {drop} keeps two configs per "
-                   "fidelity (lower --config.eval.sub_drop)")
+  raise errors.UserError(
+      f"table {table.name!r}: no sub-study with drop {drop} keeps two configs per "
+      "fidelity (lower --config.eval.sub_drop)")

@@ -88,7 +88,7 @@ class Table:
   def fidelity_index(self, name: str) -> int:
     if name not in self.fidelity_names:
       raise errors.UserError(f"table {self.name!r} has no fidelity {name!r}; "
-                     f"it has {list(self.fidelity_names)}")
+                             f"it has {list(self.fidelity_names)}")
     return self.fidelity_names.index(name)
 
   def sign(self) -> float:

@@ -1,5 +1,4 @@
-"""Tasks: what an episode is asked to do, and the train/test curation of them.
-"""
+"""Tasks: what an episode is asked to do, and the train/test curation of them."""
 from __future__ import annotations
 
 import dataclasses

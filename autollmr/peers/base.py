@@ -26,7 +26,8 @@ PRIOR_CAP = 200  # cheap results given to TPE / SMAC as prior trials: enough, an
 class PeerContext:
   table: Table
   task: Task
-  cand_config_A: np.ndarray  # int config index of each candidate (from EnvParams.cand_config_NxA[i])
+  # int config index of each candidate (from EnvParams.cand_config_NxA[i])
+  cand_config_A: np.ndarray
   cand_fid_A: np.ndarray  # int fidelity index of each candidate
   cand_exists_A: np.ndarray  # bool
   target: int  # target fidelity index
@@ -78,7 +79,8 @@ def fid_cost(ctx, view) -> dict:
   """Cost (target units) of each fidelity that has candidates, read off the view."""
   out = {}
   for f in np.unique(ctx.cand_fid_A[ctx.cand_exists_A]):
-    out[int(f)] = float(view["cost_A"][np.flatnonzero(ctx.cand_exists_A & (ctx.cand_fid_A == f))[0]])
+    out[int(f)] = float(view["cost_A"][np.flatnonzero(ctx.cand_exists_A
+                                                      & (ctx.cand_fid_A == f))[0]])
   return out
 
 

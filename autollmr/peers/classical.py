@@ -163,9 +163,10 @@ class StepLawPeer:
 
   def __init__(self, ctx: PeerContext, seed: int):
     if not steplaw_ok(ctx.table):
-      raise errors.UserError(f"steplaw_formula needs config features (log2_lr, log2_bs_tokens) and "
-                       f"fidelity features log10_N, log10_D; table {ctx.table.name!r} has "
-                       f"{ctx.table.config_feature_names} / {ctx.table.fidelity_feature_names}")
+      raise errors.UserError(
+          f"steplaw_formula needs config features (log2_lr, log2_bs_tokens) and "
+          f"fidelity features log10_N, log10_D; table {ctx.table.name!r} has "
+          f"{ctx.table.config_feature_names} / {ctx.table.fidelity_feature_names}")
     names = ctx.table.fidelity_feature_names
     self.gi = names.index("log10_N"), names.index("log10_D")
     self.rng, self.x = np.random.default_rng(seed), None
@@ -174,7 +175,8 @@ class StepLawPeer:
     if self.x is None:
       g = view["fidelity_features_AxG"][np.flatnonzero(view["is_target_A"])[0]]
       self.x = np.array(steplaw_optimum(float(g[self.gi[0]]), float(g[self.gi[1]])))
-    a = peer_base.nearest(self.x, view, peer_base.open_actions(view) & view["is_target_A"], np.ones(2))
+    a = peer_base.nearest(self.x, view,
+                          peer_base.open_actions(view) & view["is_target_A"], np.ones(2))
     return a if a >= 0 else peer_base.fallback(view, self.rng)
 
   def tell(self, action, value):

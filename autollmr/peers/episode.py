@@ -1,5 +1,4 @@
-"""One peer episode on the ReferenceEnv, and a smaller budget's episode read off a larger one.
-"""
+"""One peer episode on the ReferenceEnv, and a smaller budget's episode read off a larger one."""
 from __future__ import annotations
 
 import time

@@ -211,7 +211,8 @@ class FSBOPeer(ScoredTargetPeer):
 
   Meta-training (once per training-source set, cached): Adam on the GP marginal likelihood of
   batches of training tasks, each a support set of its visible results and its target configs'
-  labels (the `learned.obs_from_table` labels). At the first decision the kernel is fine-tuned on the
+  labels (the `learned.obs_from_table` labels). At the first decision the kernel is fine-tuned on
+  the
   test task's visible results (FINETUNE_STEPS Adam steps on their marginal likelihood; the
   GP_VISIBLE nearest). No training data: SELF_STEPS from the seeded random init, with the
   fidelity-gap inputs zeroed (nothing has learned what a gap means, so visible results count as

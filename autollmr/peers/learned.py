@@ -2,7 +2,8 @@
 
 - `meta_regressor`: a gradient-boosted regressor from cross-fidelity features to a candidate's
   normalized outcome at the target, corrected within the task by a GP on its residuals.
-- `fsbo` (fsbo.py): few-shot BO (Wistuba & Grabocka 2021): a deep-kernel GP in JAX, meta-trained on the
+- `fsbo` (fsbo.py): few-shot BO (Wistuba & Grabocka 2021): a deep-kernel GP in JAX, meta-trained on
+the
   training tasks' marginal likelihood, fine-tuned on the test task's visible results, EI at the
   target.
 
@@ -99,7 +100,7 @@ def cache_key(kind, views, extra=()) -> str:
 def obs_from_table(view, task, max_targets=MAX_TARGETS):
   """A training task's observation and its labels, from its training view.
 
-  Known rows: `env.cheap_rows` of the visible fidelities (the env's cap and rule), normalized as
+  Known rows: `build.cheap_rows` of the visible fidelities (the env's cap and rule), normalized as
   the env does (median / IQR of their fidelity, clipped). Labels: the target values on the env's
   scale (the nearest visible fidelity's IQR) but centred at the target's own median before the
   clip: the env's target offset is unknowable at test and carries no ranking information, and
@@ -213,7 +214,7 @@ def features(obs, specific: bool):
     if tuple(cfg_names) == ("log2_lr", "log2_bs_tokens") and {"log10_N", "log10_D"} <= set(
         fid_names):
       lr, bs = classical.steplaw_optimum(gt[list(fid_names).index("log10_N")],
-                               gt[list(fid_names).index("log10_D")])
+                                         gt[list(fid_names).index("log10_D")])
       dlr, dbs = obs["xt_AxD"][:, 0] - lr, obs["xt_AxD"][:, 1] - bs
       cols += [dlr, dbs, np.hypot(dlr, dbs)]
   return np.stack(cols, 1).astype(np.float32)
@@ -258,8 +259,7 @@ def fit_regressor(table, target):
         X.append(features(obs, specific))
         y.append(lab)
         w.append(np.full(len(lab), 1.0 / len(lab)))
-    CACHE[key] = _fit_hgb(np.concatenate(X), np.concatenate(y),
-                           np.concatenate(w)) if X else None
+    CACHE[key] = _fit_hgb(np.concatenate(X), np.concatenate(y), np.concatenate(w)) if X else None
   return CACHE[key], specific
 
 
@@ -344,7 +344,7 @@ class MetaRegressorPeer(ScoredTargetPeer):
 
 def best_open_target(view, scores, rng) -> int:
   """The open (affordable, unqueried) target candidate with the highest score; when there is
-  none, the classical peers' peer_base.fallback. Never an action the view marks absent or unaffordable."""
+  none, the classical peers' fallback. Never an action the view marks absent or unaffordable."""
   ok = peer_base.open_actions(view) & view["is_target_A"]
   if not ok.any():
     return peer_base.fallback(view, rng)

@@ -54,7 +54,8 @@ class Online:
 
   def rung_action(self, view, x, r) -> int:
     f = self.rungs[r]
-    return peer_base.nearest(x, view, peer_base.open_actions(view) & (self.ctx.cand_fid_A == f), self.sd)
+    return peer_base.nearest(x, view,
+                             peer_base.open_actions(view) & (self.ctx.cand_fid_A == f), self.sd)
 
   def done(self, view) -> bool:
     """No target run is affordable any more: the recommendation cannot change, so the remaining

@@ -26,7 +26,8 @@ class OptunaTPEPeer:
   """Optuna's TPESampler at the target through ask/tell: one FloatDistribution per config feature
   over the target candidates' range; each suggestion is snapped to the nearest unqueried target
   candidate (standardized features) and the trial is told that candidate's normalized value
-  (maximize). Warm start: the known cheap results, up to peer_base.PRIOR_CAP from the nearest visible
+  (maximize). Warm start: the known cheap results, up to peer_base.PRIOR_CAP from the nearest
+  visible
   fidelities (by fidelity features), are added as PRIOR TRIALS (create_trial + add_trials) with
   their normalized values, their configs clipped into the target box: TPE treats them as if they
   were target results, which is exactly the transfer assumption a researcher makes."""
@@ -125,7 +126,7 @@ class OptunaHyperbandPeer(Online):
 
   def tell(self, action, value):
     if self.pending != action or self.trial is None:
-      if value is not None:  # a promotion or peer_base.fallback: remember it, the study needs nothing
+      if value is not None:  # a promotion or fallback: remember it, the study needs nothing
         self.seen.append((self.rung_of(action), float(value), self.x_ran))
       return
     T = self.optuna.trial.TrialState

@@ -40,7 +40,8 @@ ONLINE_PEERS = {"random", "optuna_tpe_hyperband", "smac_mf"} & set(PEERS)
 # task their first k target runs under budget K >= k are the ones they make under budget k. So
 # the evaluation plays them once at the largest budget and reads each smaller budget off that
 # episode's prefix (`episode.prefix_result`, only where the prefix is itself a complete, legal
-# episode of budget k); tests/evaluation/test_evaluate.py checks this against direct runs. It cuts their
+# episode of budget k); tests/evaluation/test_evaluate.py checks this against direct runs. It cuts
+# their
 # time ~3x.
 BUDGET_FREE = {"topk_transfer", "trend", "steplaw_formula", "optuna_tpe", "smac_hpo",
                "meta_regressor", "fsbo"}

@@ -68,7 +68,8 @@ class _SmacBase:
     from smac.runner.abstract_runner import StatusType  # optional: [peers]
     # save=False: SMAC re-dumps the whole runhistory as JSON on every tell (O(n^2) with priors)
     if value is None:  # the worst normalized value: an inf cost turns into NaN in the RF targets
-      self.smac.tell(info, TrialValue(cost=env_lib.NORM_CLIP, status=StatusType.CRASHED), save=False)
+      self.smac.tell(
+          info, TrialValue(cost=env_lib.NORM_CLIP, status=StatusType.CRASHED), save=False)
     else:
       self.smac.tell(info, TrialValue(cost=-float(value)), save=False)
 
@@ -93,7 +94,8 @@ class _SmacBase:
 
 class SmacHPOPeer(_SmacBase):
   """SMAC's HyperparameterOptimizationFacade (random-forest BO) at the target. Warm start via tell:
-  the SMAC_PRIOR_CAP nearest cheap results (optuna_tpe's rule, fewer of them), told as trials before the first ask
+  the SMAC_PRIOR_CAP nearest cheap results (optuna_tpe's rule, fewer of them), told as trials
+  before the first ask
   (then no initial design; without them a 5-config Sobol design). Retrains after every result."""
 
   def act(self, view) -> int:

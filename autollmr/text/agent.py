@@ -9,7 +9,7 @@ Rows 0..k-1 hold the known cheap results at reset, capped at k = config.lm.known
 cap: context length on CPU; which ones: the best k by normalized value at the visible fidelity
 nearest the target, then the next fidelities, so the ranking that transfer needs is kept).
 Row k + t is turn t: the policy decodes the action slot token by token under the trie mask of
-the open actions (affordable, existing, not yet known: model.policy_mask), the decoded tokens
+the open actions (affordable, existing, not yet known: features.policy_mask), the decoded tokens
 name exactly one candidate (text.chosen), the env steps it and writes that candidate's
 pre-tokenized result into the result slot. No invalid action can be produced.
 """
@@ -61,7 +61,7 @@ def layout(lc, turns: int) -> Layout:
                int(lc.result_tokens))
   if lay.length > int(lc.max_len):
     raise errors.UserError(f"an episode of {turns} turns takes {lay.length} tokens, more than "
-                     f"config.lm.max_len={lc.max_len}")
+                           f"config.lm.max_len={lc.max_len}")
   return lay
 
 

@@ -35,7 +35,7 @@ def episodes(config, workdir, tables, splits) -> list[dict]:
   with open(os.path.join(workdir, "sim", "summary.json")) as f:
     if json.load(f)["names"] != bank["names"]:
       raise errors.UserError("[export] the training bank differs from the simulated one: rerun "
-                         "simulate with this config")
+                             "simulate with this config")
   lines = lm_train.bank_lines(config, tables, splits, "train", bank)
   sizes, params = bank["sizes"], bank["params"]
   task_E, seed_E, act_ExT = lm_train.load_episodes(workdir, sizes.max_turns)
@@ -43,8 +43,8 @@ def episodes(config, workdir, tables, splits) -> list[dict]:
   state = jax.vmap(lambda t, s: env_lib.fresh_state(params, sizes, t, s, 0))(
       jnp.asarray(task_E), jnp.asarray(seed_E))
   obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
-  idx, ok = (np.asarray(x) for x in lm_agent.known_rows(params, obs, sizes,
-                                                       int(config.lm.known_rows)))
+  idx, ok = (
+      np.asarray(x) for x in lm_agent.known_rows(params, obs, sizes, int(config.lm.known_rows)))
   out = []
   for e in range(len(task_E)):
     x = lines[task_E[e]]

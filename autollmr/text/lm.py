@@ -5,7 +5,7 @@ every line in a fixed slot, see lm_agent.Layout), tied-free LM head. PAD tokens 
 keys, so fixed-width slots cost nothing in meaning. Parameters carry logical axis names (embed,
 mlp, heads, kv, vocab) like model.py, so the sharding module's rules apply unchanged.
 
-Decoding (lm_agent.py): `prefill` runs the whole sequence once per turn and returns every layer's
+Decoding (text/agent.py): `prefill` runs the whole sequence once per turn and returns every layer's
 keys and values; `step` then adds one token at a time against that cache: a turn costs one full
 pass plus action_tokens one-token passes instead of action_tokens full passes.
 
@@ -29,11 +29,18 @@ class Block(nnx.Module):
     self.heads, self.e = heads, e
     self.ln1 = model_lib.layernorm(width, rngs)
     self.ln2 = model_lib.layernorm(width, rngs)
-    gen = lambda: nnx.LinearGeneral(width, (heads, e), kernel_init=model_lib.param_init(("embed", "heads", "kv")),
-                                    use_bias=False, rngs=rngs)
+    gen = lambda: nnx.LinearGeneral(
+        width, (heads, e),
+        kernel_init=model_lib.param_init(("embed", "heads", "kv")),
+        use_bias=False,
+        rngs=rngs)
     self.q, self.k, self.v = gen(), gen(), gen()
-    self.o = nnx.LinearGeneral((heads, e), width, axis=(-2, -1), use_bias=False,
-                               kernel_init=model_lib.param_init(("heads", "kv", "embed")), rngs=rngs)
+    self.o = nnx.LinearGeneral((heads, e),
+                               width,
+                               axis=(-2, -1),
+                               use_bias=False,
+                               kernel_init=model_lib.param_init(("heads", "kv", "embed")),
+                               rngs=rngs)
     self.up = model_lib.dense(width, mlp, ("embed", "mlp"), rngs)
     self.down = model_lib.dense(mlp, width, ("mlp", "embed"), rngs)
 
@@ -67,8 +74,12 @@ class LM(nnx.Module):
     self.tok, self.pos = emb(vocab), emb(max_len)
     self.blocks = nnx.List([Block(width, heads, mlp, rngs) for _ in range(layers)])
     self.ln_out = model_lib.layernorm(width, rngs)
-    self.head = nnx.Linear(width, vocab, use_bias=False, kernel_init=model_lib.param_init(("embed", "vocab")),
-                           rngs=rngs)
+    self.head = nnx.Linear(
+        width,
+        vocab,
+        use_bias=False,
+        kernel_init=model_lib.param_init(("embed", "vocab")),
+        rngs=rngs)
     self.max_len = max_len
 
   def _mask(self, tok_BxL):

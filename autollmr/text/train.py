@@ -64,10 +64,15 @@ def bank_lines(config, tables, splits, split, bank) -> list[dict]:
     if not s[split]:
       continue
     view = tasks_lib.training_table(tables[name], s["train"] + s["val"])
-    p, _ = build.make_params(view, s[split], max_cheap_rows=cheap, max_target_configs=target,
-                               invalid_penalty=config.env.invalid_penalty,
-                               repeat_penalty=config.env.repeat_penalty, pad_to=A,
-                               pad_turns_to=T)
+    p, _ = build.make_params(
+        view,
+        s[split],
+        max_cheap_rows=cheap,
+        max_target_configs=target,
+        invalid_penalty=config.env.invalid_penalty,
+        repeat_penalty=config.env.repeat_penalty,
+        pad_to=A,
+        pad_turns_to=T)
     out += text.task_lines(p, view, s[split])
   if split == "train":  # train_bank's copies (sim.draws), in its order; their text still shows
     out = out * bank_lib.bank_copies(config)  # dropped configs, so configs/lm.py keeps draws = 1
@@ -245,7 +250,8 @@ def train_sft(config, workdir, tables, splits) -> dict:
   sp = text.load_tokenizer(ensure_tokenizer(config, workdir, tables, splits))
   vocab = vocab_of(config)
   if sp.get_piece_size() > vocab:
-    raise errors.UserError(f"the tokenizer has {sp.get_piece_size()} pieces > lm.vocab_size={vocab}")
+    raise errors.UserError(
+        f"the tokenizer has {sp.get_piece_size()} pieces > lm.vocab_size={vocab}")
   bank = bank_lib.train_bank(config, tables, splits)
   tx = text.arrays(sp, bank_lines(config, tables, splits, "train", bank), lc)
   lay = lm_agent.layout(lc, bank["sizes"].max_turns)
@@ -388,7 +394,7 @@ def train_rl(config, workdir, tables, splits) -> dict:
               policy_env_steps_per_s=env_steps / t_train if t_train else None)
 
 
-# --- pipeline stages and evaluation rows -----------------------------------------------------------
+# --- pipeline stages and evaluation rows ----------------------------------------------------------
 
 
 def stage_sft(config, workdir, tables, splits):

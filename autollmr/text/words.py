@@ -142,7 +142,7 @@ def train_tokenizer(lines, path: str, vocab_size: int = 384) -> None:
 def load_tokenizer(path: str):
   if not os.path.exists(path):
     raise errors.UserError(f"no tokenizer at {path}: train it with `python -m autollmr.text "
-                            "--config=... --workdir=DIR` (the lm sft stage does it too)")
+                           "--config=... --workdir=DIR` (the lm sft stage does it too)")
   return spm.SentencePieceProcessor(model_file=path)
 
 
@@ -161,7 +161,7 @@ def _row(ids, width: int, what: str) -> np.ndarray:
   return np.pad(np.asarray(ids, np.int32), (0, width - len(ids)))
 
 
-# --- lookup arrays ---------------------------------------------------------------------------------
+# --- lookup arrays --------------------------------------------------------------------------------
 
 
 @struct.dataclass
@@ -185,7 +185,7 @@ def arrays(sp, lines: list[dict], lc) -> TextArrays:
   return TextArrays(jnp.asarray(head), jnp.asarray(act), jnp.asarray(res))
 
 
-# --- the trie mask ---------------------------------------------------------------------------------
+# --- the trie mask --------------------------------------------------------------------------------
 
 
 def trie_masks(act_AxL, open_A, tok_L, vocab: int):

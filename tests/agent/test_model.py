@@ -110,16 +110,26 @@ def test_ridge_recovers_a_quadratic_from_known_rows_only():
   known = np.arange(60)[None] < 40
   value = np.where(known, y, 1e3).astype(np.float32)
   zf = np.where(known, 0.0, 1.0)[..., None].astype(np.float32)
-  pred = features.ridge_predict(jnp.asarray(z), jnp.asarray(zf), jnp.asarray(known),
-                                 jnp.asarray(value), jnp.asarray(~known), lam=1e-3)
+  pred = features.ridge_predict(
+      jnp.asarray(z),
+      jnp.asarray(zf),
+      jnp.asarray(known),
+      jnp.asarray(value),
+      jnp.asarray(~known),
+      lam=1e-3)
   np.testing.assert_allclose(np.asarray(pred)[0, 40:], y[0, 40:], atol=1e-2)
   # Fidelity weighting: rows far from the target fidelity count less, so a level they alone
   # carry is not passed on.
   value2 = np.where(np.arange(60)[None] < 20, y + 3.0, value).astype(np.float32)
   zf2 = np.where(np.arange(60)[None] < 20, 3.0, 1.0)[..., None].astype(np.float32)  # target: 1
-  far = features.ridge_predict(jnp.asarray(z), jnp.asarray(zf2), jnp.asarray(known),
-                                jnp.asarray(value2), jnp.asarray(~known), lam=1e-3,
-                                fid_weight=5.0)
+  far = features.ridge_predict(
+      jnp.asarray(z),
+      jnp.asarray(zf2),
+      jnp.asarray(known),
+      jnp.asarray(value2),
+      jnp.asarray(~known),
+      lam=1e-3,
+      fid_weight=5.0)
   np.testing.assert_allclose(np.asarray(far)[0, 40:], y[0, 40:], atol=5e-2)
 
 
@@ -135,7 +145,7 @@ def test_policy_with_and_without_ridge_feature(setup):
     logits, value = policy(v)
     assert np.isfinite(np.asarray(value)).all()
     assert np.asarray(features.policy_mask(v))[np.arange(len(logits)),
-                                                 np.asarray(jnp.argmax(logits, -1))].all()
+                                               np.asarray(jnp.argmax(logits, -1))].all()
   assert n_in["1:0,1:1"] == n_in[""] + 4  # per fit: raw and z-scored prediction
   r = np.asarray(features.ridge_features(features.geometry(v, c.model.max_keys), v, 1.0, 0.0))
   assert r.shape == v["known_A"].shape + (2,) and np.isfinite(r).all()

@@ -34,8 +34,9 @@ def test_paired_gain_weighs_tasks_and_draws_like_val_select():
   c = 0.5 * -0.1 + 0.5 * u_sub.reshape(2, 3).mean(0)  # one cluster per val task
   assert np.isclose(se, np.std(c, ddof=1) / np.sqrt(3))
   with pytest.raises(ValueError, match="5 sub-study draws for 3 val tasks"):
-    gate.paired_gain(dict(tasks=new["tasks"], sub=new["sub"][:5]),
-                   dict(tasks=start["tasks"], sub=start["sub"][:5]))
+    gate.paired_gain(
+        dict(tasks=new["tasks"], sub=new["sub"][:5]),
+        dict(tasks=start["tasks"], sub=start["sub"][:5]))
 
 
 def test_paired_gain_with_held_tasks_weighs_tables_equally():
@@ -85,14 +86,17 @@ def test_config_holdout_splits_target_configs_the_same_way_in_both_banks(tiny_se
     i = index[name]
     if not ok[i]:
       continue
-    tgt = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & ~q.cand_cheap_NxA[n]].tolist())
+    tgt = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & ~q.cand_cheap_NxA[n]].tolist(
+    ))
     assert not tgt(rl_p, i) & tgt(h, m) and len(tgt(h, m)) >= 2
-    cheap = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & q.cand_cheap_NxA[n]].tolist())
+    cheap = lambda q, n: set(q.cand_config_NxA[n][q.cand_exists_NxA[n] & q.cand_cheap_NxA[n]].
+                             tolist())
     assert cheap(rl_p, i) == set(np.asarray(bank["params"].cand_config_NxA[i])[
         np.asarray(bank["params"].cand_exists_NxA[i] & bank["params"].cand_cheap_NxA[i])].tolist())
     ex = h.cand_exists_NxA[m] & ~h.cand_cheap_NxA[m]
     y = h.sign * h.values_FxC[h.cand_fid_NxA[m][ex], h.cand_config_NxA[m][ex]]
-    assert np.isclose(h.sign * h.y_star_N[m], y.min()) and np.isclose(h.sign * h.y_worst_N[m], y.max())
+    assert np.isclose(h.sign * h.y_star_N[m], y.min()) and np.isclose(h.sign * h.y_worst_N[m],
+                                                                      y.max())
     checked += 1
   assert checked > 0
   with pytest.raises(ValueError, match="holdout_configs"):
@@ -135,7 +139,3 @@ def test_sub_studies(tiny_setup):
   assert len(val["sub"]["tasks"]) == 3 * len(val["tasks"])
   np.testing.assert_array_equal(val["sub"]["params"].cand_exists_NxA,
                                 again["sub"]["params"].cand_exists_NxA)
-
-
-
-

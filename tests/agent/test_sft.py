@@ -79,8 +79,8 @@ def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
   init = _params(model_lib.make_policy(c.model, seed=int(c.seed)))
   trained = _params(out["model"])
   m0, m1 = trained["members"][0], trained["members"][1]
-  moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a),
-                                                                  jax.tree.leaves(b)))
+  moved = lambda a, b: any(not np.allclose(x, y)
+                           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   assert moved(m0, init["members"][0]) and moved(m1, init["members"][1]) and moved(m0, m1)
   loaded = checkpoints.load_sft_policy(c, workdir)
   assert isinstance(loaded, model_lib.Ensemble)
@@ -117,8 +117,8 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
   init = _params(model_lib.make_policy(c.model, seed=int(c.seed)))
   trained = _params(a["model"])
   for i in range(2):
-    assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(trained["members"][i]),
-                                                      jax.tree.leaves(init["members"][i])))
+    assert any(not np.allclose(x, y) for x, y in zip(
+        jax.tree.leaves(trained["members"][i]), jax.tree.leaves(init["members"][i])))
   c.sim.member_draws = False  # two streams, a config asking for one
   with pytest.raises(errors.UserError, match="member_draws|training bank differs"):
     sft.train(c, str(tmp_path / "straight"), tables, splits)
@@ -127,5 +127,3 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
 def grain_source(path):
   import grain
   return grain.sources.ArrayRecordDataSource([path])
-
-

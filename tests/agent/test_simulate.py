@@ -43,9 +43,13 @@ def test_union_bank_keeps_regret(tiny_setup):
   bank = bank_lib.train_bank(c, tables, splits)
   name = "grpo"  # a 'max' table: its values are negated inside the bank
   view = tasks_lib.training_table(tables[name], splits[name]["train"] + splits[name]["val"])
-  own, sizes = build.make_params(view, splits[name]["train"], c.sim.max_cheap_rows,
-                                   c.sim.max_target_configs, pad_to=bank["sizes"].num_candidates,
-                                   pad_turns_to=bank["sizes"].max_turns)
+  own, sizes = build.make_params(
+      view,
+      splits[name]["train"],
+      c.sim.max_cheap_rows,
+      c.sim.max_target_configs,
+      pad_to=bank["sizes"].num_candidates,
+      pad_turns_to=bank["sizes"].max_turns)
   first = bank["names"].index(splits[name]["train"][0].name)
   for a in range(0, 40, 3):
     s0 = env_lib.fresh_state(own, sizes, 0, jnp.uint32(1), 0)
@@ -87,5 +91,3 @@ def test_teacher_with_ridge_scorer(tmp_path, tiny_setup):
   read = lambda d: open(os.path.join(d, "sim", simulate.RECORDS), "rb").read()
   assert read(tmp_path / "a") == read(tmp_path / "b") and a["ridges"] == [[1.0, 0.0], [1.0, 1.0]]
   assert a["teacher_regret_mean"] <= base["teacher_regret_mean"] + 1e-6
-
-

@@ -59,8 +59,9 @@ def test_smoke_run_as_the_readme_says(tmp_path, run_command):
     np.testing.assert_array_equal(saved[k], start[k])
   other = ml_collections.ConfigDict(c.to_dict())
   other.sft.val_seeds += 1
-  assert gate.final_val(other, str(tmp_path), bank_lib.val_bank(other, tables,
-                       pipeline.curate_all(other, tables))) is None
+  assert gate.final_val(other, str(tmp_path),
+                        bank_lib.val_bank(other, tables, pipeline.curate_all(other,
+                                                                             tables))) is None
   per_step = {m["step"]: dict(np.load(tmp_path / "rl" / f"val_{m['step']}.npz"))
               for m in logged[1:]}
   for m, row in zip(logged[1:], rl_audit.audit(c, str(tmp_path), per_step)):
@@ -88,9 +89,11 @@ def test_smoke_run_as_the_readme_says(tmp_path, run_command):
     else:
       np.testing.assert_allclose(replayed[c.rl.steps][k], v, atol=1e-6)
   picked = checkpoints.load_rl_policy(c, str(tmp_path))
-  ref = checkpoints.load_sft_policy(c, str(tmp_path)) if best["step"] == 0 else checkpoints.load_rl_policy(
-      ml_collections.ConfigDict(dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
-      str(tmp_path))  # step > 0: the last checkpoint, equal only when the best is the last
+  ref = checkpoints.load_sft_policy(
+      c, str(tmp_path)) if best["step"] == 0 else checkpoints.load_rl_policy(
+          ml_collections.ConfigDict(
+              dict(c.to_dict(), rl=dict(c.rl.to_dict(), select_on_val=False))),
+          str(tmp_path))  # step > 0: the last checkpoint, equal only when the best is the last
   same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.allclose(a, b)),
                                       nnx.state(picked, nnx.Param), nnx.state(ref, nnx.Param)))
   assert all(same) == (best["step"] in (0, c.rl.steps))
@@ -124,4 +127,3 @@ def test_smoke_run_as_the_readme_says(tmp_path, run_command):
   assert {"sft_agent", "rl_agent", "random"} <= set(tasks_by_method)
   want = {f"{t}~{i}" for t in test_targets for i in range(2)}
   assert all(ts == want for ts in tasks_by_method.values()), tasks_by_method
-

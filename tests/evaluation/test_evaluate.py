@@ -54,8 +54,7 @@ def test_write_results_writes_the_five_files(tmp_path):
   table = _table()
   split = tasks_lib.curate(table, budgets=(1, 3))
   cfg = common.base()
-  recs = runs.run_peers(table, split["test"], ["random", "topk_transfer", "trend"],
-                            range(4), cfg)
+  recs = runs.run_peers(table, split["test"], ["random", "topk_transfer", "trend"], range(4), cfg)
   report.write_results(recs, str(tmp_path), "python -m test")
   for f in ("leaderboard.json", "leaderboard.md", "regret_vs_budget.png", "cost_to_target.md",
             "summary.md"):
@@ -137,7 +136,8 @@ def test_budget_free_prefixes_equal_direct_runs(monkeypatch):
 
 
 def test_ablation_per_training_seed_table():
-  """report.per_training_seed_md (ablate --train_seeds): each training seed's overall regret (families weigh 1), then mean +- sd."""
+  """report.per_training_seed_md (ablate --train_seeds): each training seed's overall regret
+  (families weigh 1), then mean +- sd."""
   recs = []
   for ts, (ra, rb) in enumerate([(0.1, 0.3), (0.3, 0.5)]):  # overall 0.2, then 0.4
     for seed in range(3):

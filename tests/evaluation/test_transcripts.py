@@ -67,13 +67,11 @@ def test_agent_transcript_matches_the_jitted_play():
   table, test, cfg, params, sizes = _setup(budgets=(2, 3))
   model = model_lib.make_policy(cfg.model, seed=3)
   family_N = np.zeros(len(test), np.int32) + table_lib.family_id(table.family)
-  played = play_lib.play(model, params, sizes, np.arange(len(test)), np.zeros(len(test)),
-                      family_N)
+  played = play_lib.play(model, params, sizes, np.arange(len(test)), np.zeros(len(test)), family_N)
   for i, task in enumerate(test):
-    ep = transcripts.record_episode(table, task, params, sizes, i, 0, "policy",
-                           lambda ctx: choosers.AgentChooser(model, ctx.cand_exists_A,
-                                                       table_lib.family_id(table.family),
-                                                       task.max_turns))
+    ep = transcripts.record_episode(
+        table, task, params, sizes, i, 0, "policy", lambda ctx: choosers.AgentChooser(
+            model, ctx.cand_exists_A, table_lib.family_id(table.family), task.max_turns))
     acts = [s["action"] for s in ep["steps"]]
     assert acts == played["actions"][i][:len(acts)].tolist()
     assert np.isclose(ep["regret"], played["regret"][i])

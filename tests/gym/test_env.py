@@ -78,10 +78,14 @@ def build(seed, F=None, C=None, direction=None, tasks=None, cap=512, ties=False)
   direction = direction or str(rng.choice(["min", "max"]))
   table = make_table(rng, F, C, direction, hole_frac=float(rng.uniform(0, 0.5)), ties=ties)
   tasks = tasks or random_tasks(rng, table, N_TASKS)
-  params, sizes = build_lib.make_params(table, tasks, max_cheap_rows=cap,
-                                  invalid_penalty=float(rng.choice([0, 0.1])),
-                                  repeat_penalty=float(rng.choice([0, 0.05])),
-                                  pad_to=A_PAD, pad_turns_to=T_PAD)
+  params, sizes = build_lib.make_params(
+      table,
+      tasks,
+      max_cheap_rows=cap,
+      invalid_penalty=float(rng.choice([0, 0.1])),
+      repeat_penalty=float(rng.choice([0, 0.05])),
+      pad_to=A_PAD,
+      pad_turns_to=T_PAD)
   assert sizes == env_lib.EnvSizes(A_PAD, T_PAD)
   return table, tasks, pad_params(params), sizes
 
@@ -313,5 +317,3 @@ def test_target_cap_ignores_the_target_values():
   assert picks[0] == picks[1] and len(picks[0]) == 10
   best_at_f1 = np.argsort(table.values_FxC[1])[:5]  # direction "min"
   assert set(best_at_f1.tolist()) <= set(picks[0])
-
-

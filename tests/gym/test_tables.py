@@ -124,7 +124,11 @@ def test_bad_input_errors_name_the_place(tmp_path, case, expect):
     df.loc[2, "lr"] = "abc"
     df.to_csv(path, index=False)
   elif case == "fidelity_without_rows":
-    over["fidelity"] = {"columns": ["params"], "name_format": "{params:si}", "values": ["10M", "1T"]}
+    over["fidelity"] = {
+        "columns": ["params"],
+        "name_format": "{params:si}",
+        "values": ["10M", "1T"]
+    }
   elif case == "all_nan_objective":
     df["loss"] = np.nan
     df.to_csv(path, index=False)

@@ -183,7 +183,8 @@ def test_episodes_on_synthetic_tables_self_fit_and_borrowed():
 
 
 def test_self_fit_from_visible_fidelities():
-  learned.set_training_sources([])  # nothing to train on: fit on the test task's own visible results
+  learned.set_training_sources(
+      [])  # nothing to train on: fit on the test task's own visible results
   check(episodes(bowl4(), budgets=(1,), seeds=range(1)))
 
 

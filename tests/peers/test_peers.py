@@ -117,7 +117,7 @@ def test_topk_transfer_maps_across_disjoint_spaces():
                             flagged_FxC=np.zeros((3, 210), bool))
   tasks, params, ref = setup(table, budgets=(1,))
   out = episode.run_episode(registry.PEERS["topk_transfer"], ref,
-                          peer_base.make_context(table, tasks[0], params, 0), 0, 0)
+                            peer_base.make_context(table, tasks[0], params, 0), 0, 0)
   m = 1
   best_m = np.nanargmin(vals[m])
   assert ref.p.cand_config_NxA[0, out["actions"][0]] == best_m + 105
@@ -198,14 +198,14 @@ def test_peers_never_read_hidden_values(bowl):
     mode = "online" if name in registry.ONLINE_PEERS - {"random"} else "offline"
     tasks, params, ref = bowl[mode]
     for i in (0, 2):
-      honest = episode.run_episode(registry.PEERS[name], ref, peer_base.make_context(table, tasks[i], params, i),
-                                 i, 3)
+      honest = episode.run_episode(registry.PEERS[name], ref,
+                                   peer_base.make_context(table, tasks[i], params, i), i, 3)
       blind = episode.run_episode(registry.PEERS[name], ref,
-                                peer_base.make_context(garbage, tasks[i], params, i), i, 3)
+                                  peer_base.make_context(garbage, tasks[i], params, i), i, 3)
       assert honest["actions"] == blind["actions"], name
 
 
-# --- SMAC (optional) --------------------------------------------------------------------------------
+# --- SMAC (optional) ------------------------------------------------------------------------------
 
 smac_only = pytest.mark.skipif(not registry.smac_available(), reason="smac is not installed")
 
