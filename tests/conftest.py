@@ -1,28 +1,40 @@
 """Test-session settings, read before any test imports jax.
 
-One persistent XLA compilation cache per test session (a fresh directory, so nothing carries over
-between runs): the tests and their subprocesses compile the same tiny programs many times, and on
-2 CPU cores compiling is most of a tiny test's time.
+One persistent XLA compilation cache per test session (a fresh directory, removed at the end): the
+tests and their subprocesses compile the same tiny programs many times, and on 2 CPU cores
+compiling is most of a tiny test's time. For the same reason XLA's backend runs without its
+expensive optimizations (tiny programs run fast either way; results are compared within a run).
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="autollmr-xla-"))
+CACHE_MADE_HERE = "JAX_COMPILATION_CACHE_DIR" not in os.environ  # the workers inherit it
+if CACHE_MADE_HERE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="autollmr-xla-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
 
 
 import pytest  # noqa: E402  (after the environment above, which jax must see first)
 
 from autollmr import pipeline
+from configs import sft as sft_config
+
+
+def pytest_unconfigure(config):
+  if CACHE_MADE_HERE:  # the controller, after its workers
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture
 def tiny_setup():
   """configs/sft.py:tiny on the synthetic tables: (config, tables, splits)."""
-  from configs import sft as sft_config
   c = sft_config.get_config("tiny")
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv("AUTOLLMR_DATA", "none")  # the synthetic tables

@@ -1,15 +1,16 @@
-"""Distillation: kill-and-resume equality, and the tiny configs/sft.py end to end."""
+"""Distillation: kill-and-resume equality, ensembles and their own data streams (the tiny pipeline
+end to end is tests/e2e/test_smoke_run.py)."""
 import json
 import os
 import shutil
 
 from flax import nnx
+import grain
 import jax
 import numpy as np
 import pytest
 
 from autollmr import errors
-from autollmr import pipeline
 from autollmr.agent import bank as bank_lib
 from autollmr.agent import checkpoints
 from autollmr.agent import model as model_lib
@@ -43,27 +44,6 @@ def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
   steps = [r["step"] for r in rows]
   assert steps == sorted(set(steps))  # the resumed run rewrote what came after its checkpoint
   assert [r["step"] for r in rows if "val_regret" in r] == [2, 4, 5]
-
-
-def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch, tiny_setup):
-  monkeypatch.setenv("AUTOLLMR_DATA", "none")
-  c, _, _ = tiny_setup
-  workdir = str(tmp_path / "w")
-  pipeline.run(c, workdir)
-  with open(os.path.join(workdir, "results", "episodes.jsonl")) as f:
-    records = [json.loads(line) for line in f]
-  agent = [r for r in records if r["method"] == "sft_agent"]
-  assert agent and {r["method"] for r in records} >= {"random", "topk_transfer", "sft_agent"}
-  assert all(r["n_invalid"] == 0 for r in agent)
-  assert all(len(r["anytime_regret"]) <= r["budget"] for r in agent)
-  assert os.path.exists(os.path.join(workdir, "sim", "summary.json"))
-  with open(os.path.join(workdir, "sft", "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  # sft.val_every = 0 (default): validated once, after the last step
-  assert [r["step"] for r in rows if "val_regret" in r] == [c.sft.steps]
-  assert rows[-1]["val_regret"] is not None
-  assert os.listdir(os.path.join(workdir, "sft", "tb"))
-  pipeline.run(c, workdir)  # a second run skips every stage
 
 
 def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
@@ -125,5 +105,4 @@ def test_member_draws_give_each_member_its_own_data_and_resume(tmp_path, tiny_se
 
 
 def grain_source(path):
-  import grain
   return grain.sources.ArrayRecordDataSource([path])

@@ -30,6 +30,18 @@ def test_smoke_run_as_the_readme_says(tmp_path, run_command):
   methods = {r["method"] for r in rows}
   assert {"sft_agent", "rl_agent", "random"} <= methods
   assert all(r["invalid_rate"] == 0 for r in rows if r["method"].endswith("_agent"))
+  records = [json.loads(l) for l in open(tmp_path / "results" / "episodes.jsonl")]
+  agent = [r for r in records if r["method"].endswith("_agent")]
+  assert agent and all(r["n_invalid"] == 0 and len(r["anytime_regret"]) <= r["budget"]
+                       for r in agent)
+  assert (tmp_path / "sim" / "summary.json").exists() and os.listdir(tmp_path / "sft" / "tb")
+  sft_rows = [json.loads(l) for l in open(tmp_path / "sft" / "metrics.jsonl")]
+  # sft.val_every = 0 (default): validated once, after the last step
+  assert [r["step"] for r in sft_rows if "val_regret" in r] == [c.sft.steps]
+  assert sft_rows[-1]["val_regret"] is not None
+  again = run_command("autollmr.main", "--config=configs/rl.py:tiny", f"--workdir={tmp_path}")
+  assert again.returncode == 0, again.stderr[-3000:]  # a second run skips every stage
+  assert all(f"[{s}] exists" in again.stdout for s in c.stages.split(",")), again.stdout
   metrics = [json.loads(l) for l in open(tmp_path / "rl" / "metrics.jsonl")]
   assert metrics[-1]["step"] == c.rl.steps and "kl" in metrics[-1]
   assert os.listdir(tmp_path / "rl" / "tb")
