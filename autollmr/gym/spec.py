@@ -22,6 +22,14 @@ built-in tables are declared too (data_tables/specs/*.json). Keys (see data_tabl
   duplicates     "mean" (default) | "first" | "error": rows that land in one (fidelity, config)
   candidates     optional CSV path(s) of PLANNED runs (same columns, objective empty): configs one
                  could launch, e.g. at a target without runs yet; read by advise.py, not compiled
+  derive         list of new columns, in order: {name, expr} (arithmetic, expr.py) or
+                 {split: column, sep, names: [...]} (a delimited text column into named parts)
+  where          list of row filters {column, equals | in | range: [lo, hi]} (all must hold)
+  run            {id: [columns], by: column, pick: "last" | "first" | value}: one row per run
+  (config entries may be {column, categorical: onehot | ordinal, levels: [...]}, or carry fill)
+  (objective may be {columns: [...] | "glob*", ...} or {column, mean_over: column, values?})
+
+Rows flow: CSV -> loader -> derive -> where -> run -> objective -> config / fidelity / validity.
 
 Every rule that drops a row counts it in `Table.excluded` (nothing is dropped silently); every
 bad input raises `SpecError` naming the file, column and row, or the spec key.
@@ -29,6 +37,7 @@ bad input raises `SpecError` naming the file, column and row, or the spec key.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import os
 from typing import Any
@@ -38,6 +47,7 @@ import pandas as pd
 
 from autollmr import errors
 from autollmr.gym import expr
+from autollmr.gym.table import FAMILIES
 from autollmr.gym.table import Table
 
 TRANSFORMS = {
@@ -45,7 +55,13 @@ TRANSFORMS = {
 }
 SPEC_KEYS = {"name", "family", "provenance", "notes", "csv", "loader", "config", "config_key",
              "key_decimals", "fidelity", "objective", "cost", "validity", "aux", "duplicates",
-             "description", "candidates"}
+             "description", "candidates", "derive", "where", "run"}
+# The JSON type of each key (a wrong type is one error line, never a traceback).
+_KEY_TYPES = {"name": str, "family": str, "provenance": str, "notes": str, "description": str,
+              "csv": (str, list), "loader": str, "config": list, "config_key": list,
+              "key_decimals": int, "fidelity": dict, "objective": dict, "cost": dict,
+              "validity": dict, "aux": list, "duplicates": str, "candidates": (str, list),
+              "derive": list, "where": list, "run": dict}
 
 
 class SpecError(errors.UserError):
@@ -87,15 +103,14 @@ def read_csvs(spec: dict, base_dir: str) -> tuple[pd.DataFrame, list[str]]:
   return pd.concat(frames, ignore_index=True), paths
 
 
-def compile_table(spec: dict, df: pd.DataFrame) -> Table:
-  """Turns a frame of runs (one row per run) into a Table, following the spec."""
+def compile_table(spec: dict, df: pd.DataFrame, listed_may_be_empty: bool = False) -> Table:
+  """Turns a frame of runs (one row per run) into a Table, following the spec.
+
+  listed_may_be_empty: a fidelity in `fidelity.values` may have no rows here (the advisor's runs,
+  whose target has planned runs only); the caller checks the union.
+  """
   where = _where(spec)
-  unknown = set(spec) - SPEC_KEYS - {"_path"}
-  if unknown:
-    raise SpecError(f"{where}: unknown spec key(s) {sorted(unknown)}; known: {sorted(SPEC_KEYS)}")
-  for key in ("name", "config", "fidelity", "objective"):
-    if key not in spec:
-      raise SpecError(f"{where}: spec key {key!r} is missing")
+  check_keys(spec)
   excluded: dict[str, int] = {}
 
   def exclude(mask: np.ndarray, reason: str):
@@ -104,21 +119,27 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
       excluded[reason] = excluded.get(reason, 0) + n
     return ~mask
 
+  df = derive(spec, df, where)
+  df = filter_rows(spec, df, where, excluded)
+  df = pick_runs(spec, df, where, excluded)
+  df, y, obj_col = objective_values(spec, df, where, excluded)
   obj = spec["objective"]
-  if obj.get("direction") not in ("min", "max"):
-    raise SpecError(f"{where}: spec key 'objective.direction' must be 'min' or 'max', "
-                    f"got {obj.get('direction')!r}")
-  obj_col = need_column(df, obj.get("column"), where, "objective.column")
-  y = numeric(df, obj_col, where, allow_missing=True)
   if np.all(np.isnan(y)):
-    raise SpecError(f"{_files(df)}: objective column {obj_col!r} is empty (all NaN)")
+    raise SpecError(f"{_files(df)}: objective {obj_col!r} is empty (all NaN)")
 
-  # Config features (transformed, snapped) and fidelity columns.
+  # Config features (transformed, snapped; a categorical column gives one or L features).
   feat_names, feats = [], []
   for i, c in enumerate(spec["config"]):
+    if not isinstance(c, dict):
+      raise SpecError(f"{where}: spec key 'config[{i}]' must be an object, got {c!r}")
     col = need_column(df, c.get("column"), where, f"config[{i}].column")
-    feats.append(_feature(df, c, col, where, f"config[{i}]"))
-    feat_names.append(c.get("name", col))
+    if "categorical" in c:
+      names_i, feats_i = _categorical(df, c, col, where, f"config[{i}]")
+      feat_names += names_i
+      feats += feats_i
+    else:
+      feats.append(_feature(df, c, col, where, f"config[{i}]"))
+      feat_names.append(c.get("name", col))
   X_NxD = np.stack(feats, axis=1) if feats else np.zeros((len(df), 0))
 
   fid = spec["fidelity"]
@@ -138,7 +159,7 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
     want = [str(v) for v in fid["values"]]
     names_s = np.array([str(v) for v in fnames], dtype=object)
     for v in want:
-      if not np.any(names_s == v):
+      if not listed_may_be_empty and not np.any(names_s == v):
         raise SpecError(f"{where}: spec key 'fidelity.values' names fidelity {v!r} but "
                         f"{_files(df)} has no rows for it (fidelities present: "
                         f"{sorted(set(names_s))[:20]})")
@@ -148,17 +169,29 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
     keep = np.ones(len(df), bool)
 
   # Row-level exclusions, each counted.
+  val = spec.get("validity", {})
+  flag = np.zeros(len(df), bool)
+  if "flag_column" in val:
+    fcol = need_column(df, val["flag_column"], where, "validity.flag_column")
+    flag |= np.nan_to_num(numeric(df, fcol, where, allow_missing=True)) != 0
+  if "missing_flagged_as" in val:  # a diverged run without a loss is still a (bad) result
+    y = np.where(flag & np.isnan(y), float(val["missing_flagged_as"]), y)
   keep &= exclude(np.isnan(y) & keep, f"objective {obj_col!r} missing")
   keep &= exclude(np.any(~np.isfinite(X_NxD), axis=1) & keep, "config feature missing/invalid")
-  val = spec.get("validity", {})
   for key, op in (("exclude_above", np.greater), ("exclude_below", np.less)):
     if key in val:
       keep &= exclude(op(y, val[key]) & keep, f"objective {key.split('_')[1]} {val[key]}")
-  flag = np.zeros(len(df), bool)
   if "flag_above" in val:
     flag |= y > val["flag_above"]
   if "flag_below" in val:
     flag |= y < val["flag_below"]
+  # A cap keeps one blown-up run (a loss of 1e14) from setting the scale of every regret.
+  if "cap_above" in val:
+    flag |= y > val["cap_above"]
+    y = np.minimum(y, float(val["cap_above"]))
+  if "cap_below" in val:
+    flag |= y < val["cap_below"]
+    y = np.maximum(y, float(val["cap_below"]))
 
   # Config identity: explicit key columns, else the rounded features.
   dec = int(spec.get("key_decimals", 6))
@@ -238,7 +271,7 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
 
   cost_spec = spec.get("cost", {})
   return Table(
-      name=spec["name"], family=spec.get("family", spec["name"]),
+      name=spec["name"], family=spec.get("family", "other"),
       provenance=spec.get("provenance", "real"),
       objective=obj_col, direction=obj["direction"],
       fidelity_names=tuple(order), config_feature_names=tuple(feat_names),
@@ -252,6 +285,247 @@ def compile_table(spec: dict, df: pd.DataFrame) -> Table:
       config_labels=tuple(str(k) for k in ukeys),
       aux_FxC={k: v.astype(np.float32) for k, v in aux.items()},
       excluded=excluded, notes=spec.get("notes", ""))
+
+
+# --- the row steps before the table: keys, derive, where, run, objective -------------------------
+
+
+def check_keys(spec: dict) -> None:
+  """Unknown keys, missing keys, wrong JSON types and an unknown family: one line each."""
+  where = _where(spec)
+  unknown = set(spec) - SPEC_KEYS - {"_path"}
+  if unknown:
+    raise SpecError(f"{where}: unknown spec key(s) {sorted(unknown)}; known: {sorted(SPEC_KEYS)}")
+  for key in ("name", "config", "fidelity", "objective"):
+    if key not in spec:
+      raise SpecError(f"{where}: spec key {key!r} is missing")
+  for key, want in _KEY_TYPES.items():
+    if key in spec and not isinstance(spec[key], want):
+      names = " or ".join(_JSON_NAMES[t] for t in (want if isinstance(want, tuple) else (want,)))
+      raise SpecError(f"{where}: spec key {key!r} must be {names}, got {spec[key]!r:.60}")
+  family = spec.get("family", "other")
+  if family not in FAMILIES:
+    raise SpecError(f"{where}: spec key 'family' is {family!r}; one of {list(FAMILIES)} "
+                    "(data_tables/README.md says what each means)")
+
+
+_JSON_NAMES = {str: "a string", list: "a list", dict: "an object", int: "an integer"}
+
+
+def derive(spec: dict, df: pd.DataFrame, where: str) -> pd.DataFrame:
+  """New columns: {name, expr} through the safe evaluator, or {split, sep, names}."""
+  steps = spec.get("derive", [])
+  if steps:
+    df = df.copy()
+  for i, d in enumerate(steps):
+    key = f"derive[{i}]"
+    if not isinstance(d, dict):
+      raise SpecError(f"{where}: spec key {key!r} must be an object, got {d!r:.60}")
+    if "expr" in d:
+      name = d.get("name")
+      if not isinstance(name, str) or not name or name in df.columns:
+        raise SpecError(f"{where}: spec key '{key}.name' must be a new column name, got "
+                        f"{name!r}" + (" (the CSV has that column)" if name in df.columns else ""))
+      df[name] = evaluate(df, d["expr"], where, f"{key}.expr")
+    elif "split" in d:
+      col = need_column(df, d["split"], where, f"{key}.split")
+      sep, names = d.get("sep", "-"), d.get("names")
+      if not isinstance(sep, str) or not sep:
+        raise SpecError(f"{where}: spec key '{key}.sep' must be a non-empty string")
+      if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{where}: spec key '{key}.names' must list the parts' column names")
+      clash = [n for n in names if n in df.columns]
+      if clash:
+        raise SpecError(f"{where}: spec key '{key}.names' {clash} already name CSV columns")
+      parts = df[col].astype(str).str.split(sep, regex=False)
+      bad = (parts.str.len() != len(names)) | df[col].isna()
+      if bad.any():
+        r = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SpecError(f"{df['_file'].iloc[r]}: column {col!r}, line {df['_line'].iloc[r]}: "
+                        f"{df[col].iloc[r]!r} does not split by {sep!r} into {len(names)} parts "
+                        f"{names} (spec key {key!r})")
+      for j, n in enumerate(names):
+        part = parts.str[j].str.strip()
+        num = pd.to_numeric(part, errors="coerce")
+        df[n] = num if num.notna().all() else part
+    else:
+      raise SpecError(f"{where}: spec key {key!r} needs 'expr' (with 'name') or 'split'")
+  return df
+
+
+def filter_rows(spec: dict, df: pd.DataFrame, where: str, excluded: dict) -> pd.DataFrame:
+  """Keeps the rows every `where` filter accepts; the others are counted per filter."""
+  keep = np.ones(len(df), bool)
+  for i, w in enumerate(spec.get("where", [])):
+    key = f"where[{i}]"
+    if not isinstance(w, dict):
+      raise SpecError(f"{where}: spec key {key!r} must be an object, got {w!r:.60}")
+    col = need_column(df, w.get("column"), where, f"{key}.column")
+    ops = [k for k in ("equals", "in", "range") if k in w]
+    if len(ops) != 1:
+      raise SpecError(f"{where}: spec key {key!r} needs exactly one of 'equals', 'in', 'range'")
+    op = ops[0]
+    if op == "range":
+      rng = w["range"]
+      if not (isinstance(rng, list) and len(rng) == 2 and all(
+          v is None or isinstance(v, (int, float)) for v in rng)):
+        raise SpecError(f"{where}: spec key '{key}.range' must be [low, high] (numbers or null)")
+      x = numeric(df, col, where, allow_missing=True)
+      ok = np.isfinite(x)
+      if rng[0] is not None:
+        ok &= x >= rng[0]
+      if rng[1] is not None:
+        ok &= x <= rng[1]
+      text = f"{col} in [{rng[0]}, {rng[1]}]"
+    else:
+      want = [w["equals"]] if op == "equals" else w["in"]
+      if not isinstance(want, list) or not all(isinstance(v, (str, int, float)) for v in want):
+        raise SpecError(f"{where}: spec key '{key}.{op}' must be a string or number (a list "
+                        "of them for 'in')")
+      ok = _matches(df[col], want)
+      text = f"{col} {'=' if op == 'equals' else 'in'} {want[0] if op == 'equals' else want}"
+    n = int((keep & ~ok).sum())
+    if n:
+      excluded[f"where: not {text}"] = excluded.get(f"where: not {text}", 0) + n
+    keep &= ok
+  return df[keep].reset_index(drop=True) if not keep.all() else df
+
+
+def _matches(s: pd.Series, want: list) -> np.ndarray:
+  """Cells equal to any of `want`: as numbers where both are numbers, else as text."""
+  num = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+  text = s.astype(str).str.strip().to_numpy()
+  ok = np.zeros(len(s), bool)
+  for v in want:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+      ok |= np.isclose(num, float(v), rtol=1e-9, atol=0) & np.isfinite(num)
+    else:
+      ok |= text == str(v)
+  return ok
+
+
+def pick_runs(spec: dict, df: pd.DataFrame, where: str, excluded: dict) -> pd.DataFrame:
+  """Spec key `run`: one row per run (per run and `objective.mean_over` value)."""
+  run = spec.get("run")
+  if not run:
+    return df
+  ids = run.get("id")
+  if isinstance(ids, str):
+    ids = [ids]
+  if not isinstance(ids, list) or not ids:
+    raise SpecError(f"{where}: spec key 'run.id' must list the columns that identify a run")
+  group = [need_column(df, c, where, f"run.id[{j}]") for j, c in enumerate(ids)]
+  over = spec["objective"].get("mean_over")
+  if over:
+    group.append(need_column(df, over, where, "objective.mean_over"))
+  by = need_column(df, run.get("by"), where, "run.by")
+  x = numeric(df, by, where, allow_missing=True)
+  pick = run.get("pick", "last")
+  key = df[group].astype(str).agg("|".join, axis=1).to_numpy()
+  if pick in ("last", "first"):
+    frame = pd.DataFrame({"key": key, "x": x, "row": np.arange(len(df))}).dropna()
+    g = frame.sort_values("x", kind="stable").groupby("key", sort=False)["row"]
+    chosen = (g.last() if pick == "last" else g.first()).to_numpy()
+    if len(frame) < len(df):
+      excluded[f"{by} missing"] = excluded.get(f"{by} missing", 0) + len(df) - len(frame)
+    n = len(frame) - len(chosen)
+    reason = f"not the {pick} {by} of its run (spec key 'run')"
+  elif isinstance(pick, (int, float)) and not isinstance(pick, bool):
+    at = np.isclose(x, float(pick)) & np.isfinite(x)
+    lacking = ~np.isin(key, key[at])
+    if lacking.any():
+      excluded[f"run without {by} = {pick:g}"] = int(lacking.sum())
+    chosen = np.flatnonzero(at)
+    _, uniq = np.unique(key[chosen], return_index=True)
+    if len(uniq) != len(chosen):
+      r = chosen[np.setdiff1d(np.arange(len(chosen)), uniq)[0]]
+      raise SpecError(f"{df['_file'].iloc[r]}: line {df['_line'].iloc[r]}: run {key[r]!r} has "
+                      f"two rows with {by} = {pick:g} (spec key 'run.id' must identify a run)")
+    n = len(df) - len(chosen) - int(lacking.sum())
+    reason = f"{by} other than {pick:g} (spec key 'run')"
+  else:
+    raise SpecError(f"{where}: spec key 'run.pick' must be 'last', 'first' or a number, "
+                    f"got {pick!r}")
+  if n:
+    excluded[reason] = excluded.get(reason, 0) + n
+  return df.iloc[np.sort(chosen)].reset_index(drop=True)
+
+
+def objective_values(spec: dict, df: pd.DataFrame, where: str,
+                     excluded: dict) -> tuple[pd.DataFrame, np.ndarray, str]:
+  """(rows, objective per row, its name): one column, the row-wise mean of several columns, or
+  (long format) the mean over the rows of a run that differ in `mean_over`."""
+  obj = spec["objective"]
+  if obj.get("direction") not in ("min", "max"):
+    raise SpecError(f"{where}: spec key 'objective.direction' must be 'min' or 'max', "
+                    f"got {obj.get('direction')!r}")
+  if ("column" in obj) == ("columns" in obj):
+    raise SpecError(f"{where}: spec key 'objective' needs exactly one of 'column' or 'columns'")
+  if "columns" in obj:
+    cols = obj["columns"]
+    if isinstance(cols, str):
+      cols = [c for c in df.columns if c not in ("_file", "_line") and fnmatch.fnmatchcase(c, cols)]
+      if not cols:
+        raise SpecError(f"{_files(df)}: no column matches {obj['columns']!r} (spec key "
+                        "'objective.columns')")
+    elif not isinstance(cols, list) or not cols:
+      raise SpecError(f"{where}: spec key 'objective.columns' must be a list or a glob pattern")
+    ys = [numeric(df, need_column(df, c, where, f"objective.columns[{j}]"), where, True)
+          for j, c in enumerate(cols)]
+    name = obj.get("name", f"mean of {len(cols)} columns")
+    return df, np.mean(np.stack(ys), axis=0), name  # NaN where any column is missing
+  col = need_column(df, obj["column"], where, "objective.column")
+  y = numeric(df, col, where, allow_missing=True)
+  over = obj.get("mean_over")
+  if not over:
+    return df, y, obj.get("name", col)
+  over = need_column(df, over, where, "objective.mean_over")
+  values = obj.get("values")
+  levels = df[over].astype(str).str.strip()
+  want = sorted(set(levels)) if values is None else [str(v) for v in values]
+  run = spec.get("run")
+  if run:
+    ids = [run["id"]] if isinstance(run["id"], str) else list(run["id"])
+  else:  # a run = its fidelity and config columns
+    ids = list(spec["fidelity"].get("columns", [])) + [
+        c.get("column") for c in spec["config"] if isinstance(c, dict)] + list(
+            spec.get("config_key") or [])
+  ids = [need_column(df, c, where, "objective.mean_over (run identity)") for c in ids]
+  key = df[ids].astype(str).agg("|".join, axis=1).to_numpy()
+  frame = pd.DataFrame({"key": key, "level": levels.to_numpy(), "y": y,
+                        "row": np.arange(len(df))})
+  frame = frame[frame["level"].isin(want)]
+  dup = frame.duplicated(["key", "level"])
+  if dup.any():
+    r = int(frame["row"][dup].iloc[0])
+    raise SpecError(f"{df['_file'].iloc[r]}: line {df['_line'].iloc[r]}: run {key[r]!r} has two "
+                    f"rows for {over} = {levels.iloc[r]!r}; pick one row per run with spec key "
+                    "'run' or filter with 'where'")
+  g = frame.groupby("key", sort=False)
+  n_levels, mean, first, size = g["level"].nunique(), g["y"].mean(), g["row"].min(), g.size()
+  complete = n_levels.index[n_levels.to_numpy() == len(want)]
+  count = lambda reason, n: n and excluded.__setitem__(reason, excluded.get(reason, 0) + int(n))
+  count(f"{over} not among {want}", len(df) - len(frame))
+  count(f"run lacks some {over} of {want}", size.drop(complete).sum())
+  count(f"rows merged into one per run (mean over {over})", size[complete].sum() - len(complete))
+  rows = first[complete].to_numpy()
+  order = np.argsort(rows)
+  out = df.iloc[rows[order]].reset_index(drop=True)
+  name = obj.get("name", f"mean {col} over {over}")
+  return out, mean[complete].to_numpy()[order], name
+
+
+def order_conflicts(table: Table) -> list[tuple[str, str]]:
+  """Pairs (a, b) where a is no larger than b in every fidelity feature, smaller in one, and
+  costs more: the cost order then hides a from b's tasks (curation sees cheaper fidelities)."""
+  g, cost = table.fidelity_features_FxG, np.asarray(table.cost_F)
+  out = []
+  for a in range(table.num_fidelities):
+    for b in range(table.num_fidelities):
+      if (g.shape[1] and np.all(g[a] <= g[b]) and np.any(g[a] < g[b])
+          and cost[a] > cost[b]):
+        out.append((table.fidelity_names[a], table.fidelity_names[b]))
+  return out
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -297,8 +571,38 @@ def numeric(df: pd.DataFrame, col: str, where: str, allow_missing: bool) -> np.n
   return out
 
 
+def _categorical(df, c: dict, col: str, where: str, key: str):
+  """A text (or number) column with declared levels: L one-hot features or one ordinal index."""
+  kind, levels = c["categorical"], c.get("levels")
+  if kind not in ("onehot", "ordinal"):
+    raise SpecError(f"{where}: spec key '{key}.categorical' must be 'onehot' or 'ordinal', "
+                    f"got {kind!r}")
+  if not isinstance(levels, list) or not levels or len(set(map(str, levels))) != len(levels):
+    raise SpecError(f"{where}: spec key '{key}.levels' must list the column's distinct values")
+  text = df[col].astype(str).str.strip().to_numpy()
+  missing = df[col].isna().to_numpy()
+  idx = np.full(len(df), np.nan)
+  for j, v in enumerate(levels):
+    idx[(text == str(v)) & ~missing] = j
+  bad = np.isnan(idx) & ~missing
+  if bad.any():
+    r = int(np.flatnonzero(bad)[0])
+    raise SpecError(f"{df['_file'].iloc[r]}: column {col!r}, line {df['_line'].iloc[r]}: value "
+                    f"{df[col].iloc[r]!r} is not among the levels {levels} (spec key "
+                    f"'{key}.levels'; {int(bad.sum())} such cells)")
+  name = c.get("name", col)
+  if kind == "ordinal":
+    return [name], [idx]
+  return ([f"{name}={v}" for v in levels],
+          [np.where(np.isnan(idx), np.nan, (idx == j).astype(np.float64))
+           for j in range(len(levels))])
+
+
 def _feature(df, c: dict, col: str, where: str, key: str) -> np.ndarray:
-  x = numeric(df, col, where, allow_missing=True) * float(c.get("scale", 1.0))
+  x = numeric(df, col, where, allow_missing=True)
+  if "fill" in c:  # e.g. an optimizer without this hyperparameter
+    x = np.where(np.isnan(x), float(c["fill"]), x)
+  x = x * float(c.get("scale", 1.0))
   t = c.get("transform", "none")
   if t not in TRANSFORMS:
     raise SpecError(f"{where}: spec key '{key}.transform' must be one of {sorted(TRANSFORMS)}, "

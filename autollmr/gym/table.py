@@ -16,9 +16,10 @@ import numpy as np
 from autollmr import errors
 
 PROVENANCES = ("real", "semi-synthetic", "synthetic")
-# The kinds of experiment a table can be (spec key `family`); the policy embeds the family.
+# The kinds of experiment a table can be (spec key `family`, data_tables/README.md); the policy
+# embeds the family.
 FAMILIES = ("pretraining_hparams", "architecture", "data_mixture_ift", "data_mixture_pretrain",
-            "rl_hparams", "other")
+            "rl_hparams", "optimizer_choice", "compute_allocation", "other")
 
 
 def family_id(family: str) -> int:

@@ -13,12 +13,14 @@ from autollmr.gym import expr
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _sweep(tmp_path, formula="6 * params * tokens", name_format="{params:si}"):
+def _sweep(tmp_path, formula="6 * params * tokens", name_format="{params:si}",
+           derived="2 * lr"):
   pd.DataFrame({"lr": [1e-3, 2e-3, 1e-3, 2e-3], "params": [1e7, 1e7, 1e8, 1e8],
                 "tokens": [1e9] * 4, "loss": [3.0, 2.9, 2.8, 2.7]}).to_csv(
                     tmp_path / "runs.csv", index=False)
   spec = {"name": "evil", "csv": "runs.csv",
-          "config": [{"column": "lr", "transform": "log2"}],
+          "derive": [{"name": "lr2", "expr": derived}],
+          "config": [{"column": "lr2", "transform": "log2"}],
           "fidelity": {"columns": ["params"], "name_format": name_format,
                        "features": [{"column": "params", "transform": "log10"}]},
           "objective": {"column": "loss", "direction": "min"},
@@ -49,14 +51,18 @@ def _payloads(canary):
       ("fidelity.name_format", "{params.__class__}"),
       ("fidelity.name_format", "{params!r}"),
       ("fidelity.name_format", "{0}"),
+      ("derive[0].expr", f"__import__('os').system('echo PWNED > {canary}')"),
+      ("derive[0].expr", "lr.__class__.__mro__"),
+      ("derive[0].expr", f"open('{canary}', 'w').write('x')"),
   ]
 
 
-@pytest.mark.parametrize("index", range(12))
+@pytest.mark.parametrize("index", range(15))
 def test_payload_refused_in_one_line(tmp_path, index):
   canary = tmp_path / "pwned.txt"
   key, payload = _payloads(canary)[index]
   spec = (_sweep(tmp_path, formula=payload) if key == "cost.formula"
+          else _sweep(tmp_path, derived=payload) if key.startswith("derive")
           else _sweep(tmp_path, name_format=payload))
   r = _describe(spec, tmp_path)
   assert r.returncode == 2, (r.stdout, r.stderr)
