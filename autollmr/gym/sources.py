@@ -30,7 +30,7 @@ REAL_TABLES = ("steplaw_dense", "hwgpt", "admire", "regmix")
 
 GENERATED_TABLES = ("grpo",)  # semi-synthetic: needs no data directory
 
-CACHE_VERSION = "1"  # bump when the compile logic changes, so stale caches are not reused
+CACHE_VERSION = "2"  # bump when the compile logic changes, so stale caches are not reused
 
 
 def find_data_dir(data_dir: str | None = None) -> str | None:
@@ -146,11 +146,14 @@ def load_spec_table(spec: dict | str, base_dir: str | None = None,
     if not os.path.exists(p):
       raise spec_lib.SpecError(f"spec {spec.get('_path', spec.get('name'))}: CSV file not found: "
                                f"{p} (spec key 'csv')")
+  spec_lib.check_keys(spec)  # before the cache: a bad spec fails the same way every time
   key = _cache_key(spec, paths)
   where = os.path.join(cache_dir(), f"{spec['name']}-{key}")
   if use_cache and os.path.exists(os.path.join(where, "meta.json")):
     try:
-      return read_cached(where)
+      table = read_cached(where)
+      warn_cost_order(spec, table)
+      return table
     except Exception as e:  # a broken cache is rebuilt, not fatal
       logging.warning("table cache %s unreadable (%s); rebuilding", where, e)
   df, _ = spec_lib.read_csvs(spec, base_dir)
@@ -166,7 +169,19 @@ def load_spec_table(spec: dict | str, base_dir: str | None = None,
       write_cached(table, where)
     except OSError as e:
       logging.warning("could not write table cache %s: %s", where, e)
+  warn_cost_order(spec, table)
   return table
+
+
+def warn_cost_order(spec: dict, table: Table) -> None:
+  """Once per compile: fidelities whose cost contradicts their size (spec key cost.order_ok)."""
+  bad = spec_lib.order_conflicts(table)
+  if bad and not spec.get("cost", {}).get("order_ok"):
+    pairs = "; ".join(f"{a} costs more than {b}" for a, b in bad[:8])
+    logging.warning("spec %s: the cost order contradicts the fidelity features (%s%s): a "
+                    "costlier fidelity is never visible to a cheaper target; fix spec key "
+                    "'cost' or set cost.order_ok to true", spec.get("_path", table.name), pairs,
+                    f"; {len(bad) - 8} more" if len(bad) > 8 else "")
 
 
 def _cache_key(spec: dict, paths: list[str]) -> str:
