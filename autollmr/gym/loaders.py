@@ -5,6 +5,7 @@ columns the spec names. A spec names one of LOADERS; nothing else is looked up.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -82,4 +83,65 @@ def regmix(df: pd.DataFrame, base_dir: str) -> pd.DataFrame:
   return df
 
 
-LOADERS = {"admire": admire, "hwgpt": hwgpt, "regmix": regmix}
+def marin(df: pd.DataFrame, base_dir: str) -> pd.DataFrame:
+  """Each row's full hyperparameter vector: its cell's JSON `baseline_config`, with an ablation's
+  one `param` set to `value`; one column per hyperparameter (empty where an optimizer has none,
+  true/false as 1/0) and `config_id`, the canonical JSON of the vector and the optimizer."""
+  # Why a loader: a spec cannot parse a JSON column nor apply a one-parameter override.
+  for col in ("optimizer", "row_type", "param", "value", "baseline_config"):
+    spec_lib.need_column(df, col, "loader marin", "loader")
+  vectors = []
+  for r in range(len(df)):
+    at = f"{df['_file'].iloc[r]}: line {df['_line'].iloc[r]}"
+    try:
+      vec = json.loads(df["baseline_config"].iloc[r])
+    except (TypeError, json.JSONDecodeError) as e:
+      raise spec_lib.SpecError(f"{at}: column 'baseline_config' is not a JSON object: {e} "
+                               "(loader marin)") from None
+    if not isinstance(vec, dict):
+      raise spec_lib.SpecError(f"{at}: column 'baseline_config' is not a JSON object "
+                               "(loader marin)")
+    kind = df["row_type"].iloc[r]
+    if kind == "ablation":
+      param = df["param"].iloc[r]
+      if param not in vec:
+        raise spec_lib.SpecError(f"{at}: ablated param {param!r} is not in the baseline_config "
+                                 f"(keys {sorted(vec)}; loader marin)")
+      vec[param] = _parse_value(df["value"].iloc[r])
+    elif kind != "baseline":
+      raise spec_lib.SpecError(f"{at}: column 'row_type' is {kind!r}, not 'baseline' or "
+                               "'ablation' (loader marin)")
+    vec = {k: _canonical(v) for k, v in vec.items()}
+    vec["optimizer"] = str(df["optimizer"].iloc[r])
+    vectors.append(vec)
+  wide = pd.DataFrame(vectors, index=df.index).drop(columns="optimizer")
+  clash = sorted(set(wide.columns) & set(df.columns))
+  if clash:
+    raise spec_lib.SpecError(f"{df['_file'].iloc[0]}: hyperparameter(s) {clash} clash with CSV "
+                             "columns (loader marin)")
+  for col in wide.columns:  # true/false -> 1/0, so a spec can use them as numbers
+    if all(isinstance(v, bool) for v in wide[col].dropna()):
+      wide[col] = wide[col].map(lambda v: float(v) if isinstance(v, bool) else np.nan)
+  wide["config_id"] = [json.dumps(v, sort_keys=True) for v in vectors]
+  return pd.concat([df, wide], axis=1)
+
+
+def _parse_value(text):
+  """An ablation's value as written in the CSV: a number, true/false, or text."""
+  s = str(text).strip()
+  if s in ("True", "False", "true", "false"):
+    return s.lower() == "true"
+  try:
+    return float(s)
+  except ValueError:
+    return s.strip("'\"")
+
+
+def _canonical(v):
+  """6 significant digits, so 1 == 1.0 and 9.999999999999999e-26 == 1e-25 name one config."""
+  if isinstance(v, bool) or not isinstance(v, (int, float)):
+    return v
+  return float(f"{float(v):.6g}")
+
+
+LOADERS = {"admire": admire, "hwgpt": hwgpt, "marin": marin, "regmix": regmix}

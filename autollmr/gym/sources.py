@@ -8,6 +8,7 @@ unavailable and the synthetic stand-ins (synthetic.py) are used instead.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 SPEC_DIR = os.path.join(REPO_DIR, "data_tables", "specs")
 
-REAL_TABLES = ("steplaw_dense", "hwgpt", "admire", "regmix")
+REAL_TABLES = ("steplaw_dense", "hwgpt", "admire", "regmix", "marin_opt", "porian_isoflop")
 
 GENERATED_TABLES = ("grpo",)  # semi-synthetic: needs no data directory
 
@@ -140,7 +141,9 @@ def load_spec_table(spec: dict | str, base_dir: str | None = None,
   if isinstance(spec, str):
     spec = spec_lib.load_spec(spec)
   if base_dir is None:
-    base_dir = os.path.dirname(os.path.abspath(spec.get("_path", ".")))
+    spec_dir = os.path.dirname(os.path.abspath(spec.get("_path", ".")))
+    # a built-in spec names its CSVs relative to the data directory, a user's to its own folder
+    base_dir = (find_data_dir() or spec_dir) if spec_dir == os.path.abspath(SPEC_DIR) else spec_dir
   paths = [p if os.path.isabs(p) else os.path.join(base_dir, p) for p in as_list(spec.get("csv"))]
   for p in paths:
     if not os.path.exists(p):
@@ -163,7 +166,8 @@ def load_spec_table(spec: dict | str, base_dir: str | None = None,
       raise spec_lib.SpecError(f"spec {spec.get('_path', spec['name'])}: unknown loader "
                                f"{loader!r}; built-in loaders: {sorted(loaders.LOADERS)}")
     df = loaders.LOADERS[loader](df, base_dir)
-  table = spec_lib.compile_table(spec, df)
+  # a listed fidelity may hold planned runs only (the advisor checks runs + planned together)
+  table = spec_lib.compile_table(spec, df, listed_may_be_empty=bool(spec.get("candidates")))
   if use_cache:
     try:
       write_cached(table, where)
@@ -188,6 +192,8 @@ def _cache_key(spec: dict, paths: list[str]) -> str:
   h = hashlib.sha256()
   h.update(CACHE_VERSION.encode())
   h.update(json.dumps({k: v for k, v in spec.items() if k != "_path"}, sort_keys=True).encode())
+  if spec.get("loader") in loaders.LOADERS:  # a changed loader must not reuse a stale cache
+    h.update(inspect.getsource(loaders.LOADERS[spec["loader"]]).encode())
   for p in paths:
     with open(p, "rb") as f:
       h.update(hashlib.sha256(f.read()).digest())
