@@ -31,6 +31,7 @@ from autollmr.evaluation import report
 from autollmr.evaluation import runs
 from autollmr.evaluation import transcripts
 from autollmr.gym import sources
+from autollmr.gym import spec as spec_lib
 from autollmr.gym import substudies
 from autollmr.gym import tasks as tasks_lib
 from autollmr.peers import registry
@@ -41,30 +42,133 @@ def csv_list(s: str, cast=str) -> list:
   return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
 
 
-def load_tables(config) -> dict:
-  raw = config.data_dir or None  # "none" forces the synthetic tables; resolve it once, here
-  data_dir = sources.find_data_dir(raw)
-  available = sources.available_tables(raw)
+def spec_tables(config) -> dict:
+  """{name: (absolute spec path, test_only)} of --config.tasks.specs and --config.tasks.test_specs
+  (paths relative to the current directory; run() stores them absolute in config.json). Only the
+  JSON is read here; a name taken by a built-in or another spec table is an error naming both."""
+  out = {}
+  for key, test_only in (("specs", False), ("test_specs", True)):
+    for path in csv_list(config.tasks.get(key, "")):  # .get: workdirs made before these keys
+      full = os.path.abspath(os.path.expanduser(path))
+      if not os.path.isfile(full):
+        raise errors.UserError(f"--config.tasks.{key}: spec file not found: {path} (paths are "
+                               f"relative to the current directory, {os.getcwd()})")
+      spec = spec_lib.load_spec(full)
+      name = spec.get("name") if isinstance(spec, dict) else None
+      if not isinstance(name, str) or not name:
+        raise spec_lib.SpecError(f"spec {full}: spec key 'name' is missing or not a text")
+      builtin = builtin_origin(name)
+      if builtin:
+        raise errors.UserError(f"spec {full} names its table {name!r}, the name of a built-in "
+                               f"table ({builtin}); rename it (spec key 'name')")
+      if name in out:
+        raise errors.UserError(f"spec tables {out[name][0]} and {full} are both named {name!r}; "
+                               "rename one (spec key 'name')")
+      out[name] = (full, test_only)
+  return out
+
+
+def builtin_origin(name: str) -> str | None:
+  """Where the built-in table called `name` is declared (None: no built-in table has it)."""
+  base = name
+  for suffix in sources.CONSTRAINED:
+    if name.endswith(suffix):
+      base = name[:-len(suffix)]
+  if base in sources.REAL_TABLES:
+    return os.path.join(sources.SPEC_DIR, base + ".json")
+  if base in sources.GENERATED_TABLES or base.startswith("synthetic_"):
+    return os.path.join(sources.REPO_DIR, "autollmr", "gym", "synthetic.py")
+  return None
+
+
+def absolute_spec_paths(config) -> None:
+  """Spec paths made absolute, so a workdir's config.json means the same from any directory
+  (checked first, so an error names the path as the user gave it)."""
+  spec_tables(config)
+  for key in ("specs", "test_specs"):
+    paths = csv_list(config.tasks[key])
+    config.tasks[key] = ",".join(os.path.abspath(os.path.expanduser(p)) for p in paths)
+
+
+def table_names(config) -> list[str]:
+  """The tables in use: --config.tasks.families, else every built-in table available here and
+  every spec table."""
+  raw = config.data_dir or None  # "none" forces the synthetic tables
+  specs = spec_tables(config)
+  available = sources.available_tables(raw) + list(specs)
   names = csv_list(config.tasks.families) or available
   unknown = [n for n in names if n not in available]
   if unknown:
     raise errors.UserError(
         f"--config.tasks.families names {unknown}, not available here; available: "
-        f"{available} (data directory: {data_dir})")
+        f"{available} (data directory: {sources.find_data_dir(raw)})")
+  return names
+
+
+def load_table(config, name: str):
+  """One table by name: a spec table of the config (through the cache) or a built-in one."""
+  specs = spec_tables(config)
+  if name in specs:
+    return sources.load_spec_table(specs[name][0])
+  return sources.load_table(name, config.data_dir or None)
+
+
+def load_tables(config) -> dict:
+  raw = config.data_dir or None  # "none" forces the synthetic tables; resolve it once, here
+  data_dir = sources.find_data_dir(raw)
+  names = table_names(config)
   if data_dir is None:
     print("autollmr: no data directory found: using the synthetic tables (and the semi-synthetic "
           "grpo table). Point --config.data_dir or $AUTOLLMR_DATA at a folder holding step-law/, "
           "hw-gpt-bench/, admire-ift-runs/ and regmix/ to use the real ones.")
   else:
     print(f"autollmr: data directory {data_dir}")
-  return {n: sources.load_table(n, raw) for n in names}
+  for n, (path, test_only) in spec_tables(config).items():
+    print(f"autollmr: spec table {n} ({path}){' (test only)' if test_only else ''}"
+          + ("" if n in names else ": not in --config.tasks.families, not used"))
+  return {n: load_table(config, n) for n in names}
+
+
+def parse_targets(config, names) -> dict:
+  """--config.tasks.targets=TABLE=FIDELITY,... -> {table: [fidelity, ...]} over the tables in use
+  `names`. A fidelity name may hold commas and '=' (Step Law's 'N=1.07B,D=20B'): a comma starts a
+  new entry only where a table name and '=' follow."""
+  out, last = {}, None
+  for piece in str(config.tasks.get("targets", "")).split(","):
+    head, eq, rest = piece.strip().partition("=")
+    if eq and head in names:
+      last = (head, rest.strip())
+      out.setdefault(head, []).append(last[1])
+    elif last is not None and piece.strip():
+      fid = out[last[0]].pop() + "," + piece.strip()
+      out[last[0]].append(fid)
+      last = (last[0], fid)
+    elif piece.strip():
+      raise errors.UserError(
+          f"--config.tasks.targets: {piece.strip()!r} is not TABLE=FIDELITY with a table in use; "
+          f"tables in use: {', '.join(names)}")
+  return out
 
 
 def curate_all(config, tables) -> dict:
   kw = dict(budgets=tuple(csv_list(config.tasks.budgets, int)), test_rho=config.tasks.test_rho,
             train_rhos=tuple(csv_list(config.tasks.train_rhos, float)),
             extra_turns=config.tasks.extra_turns)
-  splits = {name: tasks_lib.curate(t, **kw) for name, t in tables.items()}
+  targets = parse_targets(config, table_names(config)) if config.tasks.get("targets") else {}
+  specs = spec_tables(config)
+  splits = {}
+  for name, t in tables.items():
+    test_only = name in specs and specs[name][1]
+    try:
+      splits[name] = tasks_lib.curate(t, targets=tuple(targets.get(name, ())),
+                                      test_only=test_only, **kw)
+    except errors.UserError as e:
+      raise errors.UserError(f"--config.tasks.targets: {e}") from None
+    if name in specs and not splits[name]["test"]:
+      raise errors.UserError(
+          f"spec table {name!r} ({specs[name][0]}) gives no test task: it needs a fidelity above "
+          f"a lower, cheaper one (levels by log10_N, else one per fidelity: "
+          f"{list(t.fidelity_names)})")
   held = csv_list(config.tasks.val_families)
   unknown = [n for n in held if n not in splits]
   if unknown:
@@ -79,7 +183,8 @@ def curate_all(config, tables) -> dict:
 
 
 def build_tables(config) -> tuple[dict, dict]:
-  """(tables, splits) as every stage sees them: the tables in use, curated."""
+  """(tables, splits) as every stage and every command that reads a workdir's config.json sees
+  them: the tables in use (built-in and spec tables), curated."""
   tables = load_tables(config)
   return tables, curate_all(config, tables)
 
@@ -180,10 +285,12 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
       whole = dict(tables, **(stand_in or {}))
       src = dict(sources=[(whole[m], r["train"] + r["val"]) for m, r in splits.items()
                           if whole[m].family != table.family and r["train"] + r["val"]])
-    else:  # own training tasks; a table without any borrows its family's (e.g. regmix); only
-      # what this table can use is shipped
-      src = dict(sources=None, pool=[t for m, t in tables.items()
-                                     if t.family == table.family and m != n],
+    else:  # own training tasks, as curated (chosen targets, test-only tables: none); a table
+      # without any borrows its family's (e.g. regmix); only what this table can use is shipped
+      own = s["train"] + s["val"]
+      borrowed = [(tables[m], r["train"] + r["val"]) for m, r in splits.items()
+                  if m != n and tables[m].family == table.family and r["train"] + r["val"]]
+      src = dict(sources=[((stand_in or {}).get(n, table), own)] if own else borrowed,
                  stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
     jobs += [(m, [(table, s["test"], src)]) for m in methods
              if registry.applicable(m, table)]
@@ -321,6 +428,7 @@ def run(config, workdir: str):
     raise errors.UserError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")
   if "eval" in stages:
     eval_methods(config)
+  absolute_spec_paths(config)
   if sharding.is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json(indent=1))

@@ -14,8 +14,8 @@ from absl import flags
 
 from autollmr import cli
 from autollmr import errors
+from autollmr import pipeline
 from autollmr.evaluation import plots
-from autollmr.gym import sources
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir of `python -m autollmr.main`.",
                                required=True)
@@ -43,7 +43,7 @@ def main(argv):
   if _AXES.value and len(_AXES.value) != 2:
     raise errors.UserError(f"--axes needs two config feature names, got {_AXES.value}")
   for n in names:
-    print(plots.landscape(sources.load_table(n, config.data_dir or None), queries,
+    print(plots.landscape(pipeline.load_table(config, n), queries,
                           os.path.join(out_dir, f"landscape_{n}.png"), _AXES.value or None))
 
 

@@ -18,7 +18,6 @@ from autollmr.evaluation import agents
 from autollmr.evaluation import choosers
 from autollmr.evaluation import runs
 from autollmr.evaluation import transcripts
-from autollmr.gym import sources
 from autollmr.peers import registry
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir of `python -m autollmr.main`.",
@@ -34,7 +33,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "The reveal seed.")
 def main(argv):
   del argv
   config = cli.workdir_config(_WORKDIR.value)
-  tables = {_TABLE.value: sources.load_table(_TABLE.value, config.data_dir or None)}
+  tables = {_TABLE.value: pipeline.load_table(config, _TABLE.value)}  # spec tables too
   test = pipeline.curate_all(config, tables)[_TABLE.value]["test"]
   pick = [i for i, t in enumerate(test) if (not _TARGET.value or t.target == _TARGET.value)
           and (not _BUDGET.value or t.budget == _BUDGET.value)]

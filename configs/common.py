@@ -18,6 +18,9 @@ def base() -> ml_collections.ConfigDict:
 
   c.tasks = ml_collections.ConfigDict()
   c.tasks.families = ""  # comma list of table names; "" = every table available here
+  c.tasks.specs = ""  # comma list of JSON spec paths: tables curated like built-in ones
+  c.tasks.test_specs = ""  # comma list of JSON spec paths: tables only tested, never trained on
+  c.tasks.targets = ""  # TABLE=FIDELITY,...: test targets in place of a table's top level
   c.tasks.budgets = "1,2,3,4,5"  # K: expensive runs per test task
   c.tasks.val_families = ""  # tables whose training-level tasks become validation tasks
   c.tasks.test_rho = 1.0  # share of cheap results revealed at test (1 = every one: the paper)

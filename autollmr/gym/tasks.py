@@ -5,6 +5,8 @@ import dataclasses
 
 import numpy as np
 
+from autollmr import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -29,11 +31,13 @@ class Task:
 #
 # Levels: a fidelity's scale level is its model size where the table has one (log10_N: Step Law's
 # 17 (N, D) cells sit at 5 sizes), else the fidelity itself. Test targets are the fidelities at
-# the top level; train targets are those at the levels strictly between the lowest and the top.
-# A task sees V = the fidelities of lower levels that also cost less than its target. So training
-# teaches "how results move as scale grows" and the truly expensive targets are never trained on.
-# Validation: where a table has >= 2 train levels, its highest train level is held out as `val`
-# (model selection happens there, never on test).
+# the top level (or the chosen `targets`); train targets are those at the levels strictly between
+# the lowest and the lowest test target's level, so no fidelity at or above a test target's level
+# reaches training. A task sees V = the fidelities of lower levels that also cost less than its
+# target. So training teaches "how results move as scale grows" and the truly expensive targets
+# are never trained on. Validation: where a table has >= 2 train levels, its highest train level
+# is held out as `val` (model selection happens there, never on test). A test-only table
+# (`test_only`: --config.tasks.test_specs) has test tasks only.
 
 
 def levels(table) -> list[float]:
@@ -44,36 +48,66 @@ def levels(table) -> list[float]:
 
 
 def curate(table, budgets=(1, 2, 3, 4, 5), test_rho: float = 1.0,
-           train_rhos=(1.0,), extra_turns: int = 2, online_extra_turns: int = 8) -> dict:
-  """Train / val / test tasks of one table: {"train": [...], "val": [...], "test": [...]}."""
+           train_rhos=(1.0,), extra_turns: int = 2, online_extra_turns: int = 8,
+           targets=(), test_only: bool = False) -> dict:
+  """Train / val / test tasks of one table: {"train": [...], "val": [...], "test": [...]}.
+
+  targets: fidelity names to test in place of the top level (training stays below the lowest
+  one's level); test_only: no train / val tasks."""
   lv = levels(table)
   ulv = sorted(set(lv))
   out = {"train": [], "val": [], "test": []}
-  if len(ulv) < 2:
-    return out
   names = table.fidelity_names
 
-  def tasks_at(level, split, rhos):
+  def tasks_for(f, split, rhos):
+    vis = tuple(names[g] for g in range(table.num_fidelities)  # V: lower level AND cheaper
+                if lv[g] < lv[f] and table.cost_F[g] < table.cost_F[f]
+                and table.valid_FxC[g].any())
     res = []
-    for f in range(table.num_fidelities):
-      if lv[f] != level or not table.valid_FxC[f].any():
-        continue
-      vis = tuple(names[g] for g in range(table.num_fidelities)  # V: lower level AND cheaper
-                  if lv[g] < level and table.cost_F[g] < table.cost_F[f]
-                  and table.valid_FxC[g].any())
-      for rho in rhos:
-        for k in budgets:
-          extra = extra_turns if rho >= 1.0 else online_extra_turns
-          res.append(Task(table.name, names[f], vis, rho=float(rho), budget=float(k),
-                          max_turns=int(k) + extra, split=split))
+    for rho in rhos:
+      for k in budgets:
+        extra = extra_turns if rho >= 1.0 else online_extra_turns
+        res.append(Task(table.name, names[f], vis, rho=float(rho), budget=float(k),
+                        max_turns=int(k) + extra, split=split))
     return res
 
-  out["test"] = tasks_at(ulv[-1], "test", (test_rho,))
-  train_levels = ulv[1:-1]
+  def tasks_at(level, split, rhos):
+    return [t for f in range(table.num_fidelities)
+            if lv[f] == level and table.valid_FxC[f].any() for t in tasks_for(f, split, rhos)]
+
+  if targets:
+    chosen = sorted({target_index(table, t) for t in targets})
+    for f in chosen:
+      out["test"] += tasks_for(f, "test", (test_rho,))
+      if not out["test"][-1].visible:
+        raise errors.UserError(
+            f"target {names[f]!r} of table {table.name!r} has no lower-level, cheaper fidelity "
+            "with results to learn from; choose a higher one")
+    top = min(lv[f] for f in chosen)
+  elif len(ulv) < 2:
+    return out
+  else:
+    top = ulv[-1]
+    out["test"] = tasks_at(top, "test", (test_rho,))
+  if test_only:
+    return out
+  train_levels = [level for level in ulv[1:] if level < top]
   for i, level in enumerate(train_levels):
     split = "val" if len(train_levels) >= 2 and i == len(train_levels) - 1 else "train"
     out[split] += tasks_at(level, split, train_rhos)
   return out
+
+
+def target_index(table, name: str) -> int:
+  """The index of a chosen target fidelity (a user's mistake: one line listing what exists)."""
+  if name not in table.fidelity_names:
+    raise errors.UserError(f"target {name!r}: table {table.name!r} has no such fidelity; its "
+                           f"fidelities: {list(table.fidelity_names)}")
+  f = table.fidelity_names.index(name)
+  if not table.valid_FxC[f].any():
+    raise errors.UserError(f"target {name!r} of table {table.name!r} has no valid results to "
+                           "score a choice against")
+  return f
 
 
 def training_table(table, tasks):
