@@ -317,3 +317,40 @@ def test_target_cap_ignores_the_target_values():
   assert picks[0] == picks[1] and len(picks[0]) == 10
   best_at_f1 = np.argsort(table.values_FxC[1])[:5]  # direction "min"
   assert set(best_at_f1.tolist()) <= set(picks[0])
+
+
+@pytest.mark.parametrize("direction", ["min", "max"])
+def test_target_scored_on_its_nearest_visible_fidelity(direction):
+  """A target result is normalized with the median and IQR of the nearest visible fidelity, never
+  its own (which would leak the target's spread): checked against a hand computation on a table
+  whose target median / IQR (400 / 600) are far from the nearest visible one's (30 / 20)."""
+  vals = np.array([[5., 1., 4., 2., 3.],  # lo: median 3, IQR 4 - 2 = 2
+                   [10., 30., 20., 50., 40.],  # mid, the nearest visible: median 30, IQR 20
+                   [100., 400., 200., 1600., 800.]], np.float32)  # hi: median 400, IQR 600
+  table = Table(
+      name="three", family="test", provenance="synthetic", objective="loss", direction=direction,
+      fidelity_names=("lo", "mid", "hi"), config_feature_names=("x",),
+      fidelity_feature_names=("g",), config_features_CxD=np.arange(5, dtype=np.float32)[:, None],
+      fidelity_features_FxG=np.zeros((3, 1), np.float32), values_FxC=vals,
+      valid_FxC=np.ones((3, 5), bool), flagged_FxC=np.zeros((3, 5), bool),
+      cost_F=np.array([1.0, 2.0, 4.0]), cost_unit="s")
+  task = Task("three", "hi", ("lo", "mid"), rho=0.0, budget=5.0, max_turns=T_PAD)
+  params, _ = build_lib.make_params(table, [task] * N_TASKS, pad_to=A_PAD, pad_turns_to=T_PAD)
+  params = pad_params(params)  # candidates: 0-4 lo, 5-9 mid, 10-14 hi (configs 0-4 each)
+  s = 1.0 if direction == "min" else -1.0
+  symlog = lambda z: np.sign(z) * np.log1p(np.abs(z))
+  # hi config 0 (100), 2 (200), 3 (1600); lo config 1 (1); mid config 0 (10)
+  acts = [10, 12, 13, 1, 5]
+  want = [symlog(-s * (100 - 30) / 20), symlog(-s * (200 - 30) / 20),
+          symlog(-s * (1600 - 30) / 20), symlog(-s * (1 - 3) / 2), symlog(-s * (10 - 30) / 20)]
+  assert abs(want[2]) < env_lib.NORM_CLIP  # -78.5 IQRs: symlog keeps it inside the clip
+  out = play(params, acts)
+  np.testing.assert_allclose(out["obs"]["norm_T"][-1][:5], want, rtol=1e-5)
+  ref = ReferenceEnv(params, SIZES)
+  ref.reset(0, 0)
+  for a in acts:
+    obs = ref.step(a)[0]
+  np.testing.assert_allclose(obs["norm_T"][:5], want, rtol=1e-5)
+  # the statistics themselves: (median, IQR) of lo, mid, and mid's again for hi
+  np.testing.assert_array_equal(np.asarray(params.loc_NxF[0, :3]), [3, 30, 30])
+  np.testing.assert_array_equal(np.asarray(params.scale_NxF[0, :3]), [2, 20, 20])
