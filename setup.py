@@ -26,6 +26,12 @@ setuptools.setup(
         "tensorboardX==2.6.5",
         "scikit-learn==1.9.1",
         "threadpoolctl==3.8.0",
+        "scipy==1.18.1",
+        # the benchmark's statistics (evaluation/bench_stats.py): rliable.metrics (IQM, probability
+        # of improvement) and autorank (Friedman, Nemenyi CD diagrams). rliable pulls arch < 8,
+        # whose import fails under pandas 3: rliable.library (its bootstrap) is not imported.
+        "rliable==1.2.0",
+        "autorank==1.3.0",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hypothesis==6.170.15",
