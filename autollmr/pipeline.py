@@ -156,12 +156,17 @@ def curate_all(config, tables) -> dict:
             extra_turns=config.tasks.extra_turns)
   targets = parse_targets(config, table_names(config)) if config.tasks.get("targets") else {}
   specs = spec_tables(config)
+  held_out = csv_list(config.tasks.held_out)
+  unknown = [n for n in held_out if n not in tables]
+  if unknown:
+    raise errors.UserError(f"--config.tasks.held_out names {unknown}, not among the tables in "
+                           f"use {sorted(tables)}")
   splits = {}
   for name, t in tables.items():
     test_only = name in specs and specs[name][1]
     try:
       splits[name] = tasks_lib.curate(t, targets=tuple(targets.get(name, ())),
-                                      test_only=test_only, **kw)
+                                      test_only=test_only, every_level=name in held_out, **kw)
     except errors.UserError as e:
       raise errors.UserError(f"--config.tasks.targets: {e}") from None
     if name in specs and not splits[name]["test"]:
@@ -169,6 +174,8 @@ def curate_all(config, tables) -> dict:
           f"spec table {name!r} ({specs[name][0]}) gives no test task: it needs a fidelity above "
           f"a lower, cheaper one (levels by log10_N, else one per fidelity: "
           f"{list(t.fidelity_names)})")
+    if held_out and name not in held_out:  # leave-one-family-out: the others only train
+      splits[name]["test"] = []
   held = csv_list(config.tasks.val_families)
   unknown = [n for n in held if n not in splits]
   if unknown:
@@ -225,11 +232,22 @@ def eval_methods(config) -> list[str]:
   return [m for m in methods if m in registry.PEERS]
 
 
+def regime(config) -> str:
+  """The evidence regime the eval stage plays: sparse (eval.sparse_n), online (test_rho = 0)
+  or full (every cheap result known; any other test_rho is a partial reveal, named by it)."""
+  if int(config.eval.sparse_n):
+    return "sparse"
+  rho = float(config.tasks.test_rho)
+  return "online" if rho == 0 else "full" if rho == 1 else f"rho={rho:g}"
+
+
 def results_dir(config) -> str:
-  """Where the eval stage writes, relative to the workdir: results/, results/<split>/, and
-  .../sub_studies/ under eval.sub_studies."""
+  """Where the eval stage writes, relative to the workdir: results/, results/<split>/, then
+  <regime>/ for any regime but full, and .../sub_studies/ under eval.sub_studies."""
   sub = ("results" if config.eval.split == "standard"
          else os.path.join("results", config.eval.split))
+  if regime(config) != "full":
+    return os.path.join(sub, regime(config).replace("=", "_"))
   return os.path.join(sub, "sub_studies") if int(config.eval.sub_studies) else sub
 
 
@@ -251,19 +269,22 @@ def stage_eval(config, workdir, tables, splits, agents=None):
   seeds = list(range(config.eval.seeds))
   t0 = time.time()
   with pool_lib.peer_pool(pool_lib.eval_workers(config)) as pool:
-    if n_sub:
+    if int(config.eval.sparse_n):
+      records = eval_sparse(config, workdir, tables, splits, methods, seeds, pool)
+    elif n_sub:
       records = eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub, pool)
     else:
       records = eval_all(config, workdir, tables, splits, methods, seeds, pool)
   command = "python -m autollmr.main " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   # every host opens the checkpoints (orbax's managers meet across hosts); process 0 writes
-  choosers = [] if n_sub else transcripts.eval_choosers(config, workdir, methods)
+  draws = n_sub or int(config.eval.sparse_n)
+  choosers = [] if draws else transcripts.eval_choosers(config, workdir, methods)
   if not sharding.is_main():
     return
   report.write_results(records, out_dir, command)
   print(f"[eval] {len(records)} episodes in {time.time() - t0:.0f}s; wrote {out_dir}/"
         "{leaderboard.json,leaderboard.md,summary.md,regret_vs_budget.png,cost_to_target.md}")
-  if not n_sub:
+  if not draws:
     t1 = time.time()  # what a researcher reads: a few episodes as Markdown, curves, landscapes
     queries = transcripts.write_eval_transcripts(config, tables, splits, out_dir, choosers)
     pngs = plots.write_eval_plots(workdir, tables, splits, out_dir, queries)
@@ -277,21 +298,24 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
   table's "test" tasks (runs.run_peer_job). stand_in: {name: table} the learned peers train
   on in place of the played table (sub-studies train on the whole tables, as the agent did)."""
   jobs = []
+  held_out = csv_list(config.tasks.held_out)
   for n, s in splits.items():
     if not s["test"]:
       continue
     table = tables[n]
-    if config.eval.split == "lofo":  # learned peers train on the other families only
-      whole = dict(tables, **(stand_in or {}))
-      src = dict(sources=[(whole[m], r["train"] + r["val"]) for m, r in splits.items()
-                          if whole[m].family != table.family and r["train"] + r["val"]])
-    else:  # own training tasks, as curated (chosen targets, test-only tables: none); a table
-      # without any borrows its family's (e.g. regmix); only what this table can use is shipped
-      own = s["train"] + s["val"]
-      borrowed = [(tables[m], r["train"] + r["val"]) for m, r in splits.items()
-                  if m != n and tables[m].family == table.family and r["train"] + r["val"]]
-      src = dict(sources=[((stand_in or {}).get(n, table), own)] if own else borrowed,
-                 stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
+    if table.name in held_out:  # lofo: the learned peers meta-train on what the agent trains
+      # on, the other families' training tasks
+      src = dict(sources=[(tables[m], r["train"] + r["val"]) for m, r in splits.items()
+                          if tables[m].name not in held_out and r["train"] + r["val"]])
+      jobs += [(m, [(table, s["test"], src)]) for m in methods if registry.applicable(m, table)]
+      continue
+    # own training tasks, as curated (chosen targets, test-only tables: none); a table without
+    # any borrows its family's (e.g. regmix); only what this table can use is shipped
+    own = s["train"] + s["val"]
+    borrowed = [(tables[m], r["train"] + r["val"]) for m, r in splits.items()
+                if m != n and tables[m].family == table.family and r["train"] + r["val"]]
+    src = dict(sources=[((stand_in or {}).get(n, table), own)] if own else borrowed,
+               stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
     jobs += [(m, [(table, s["test"], src)]) for m in methods
              if registry.applicable(m, table)]
   return jobs
@@ -345,6 +369,41 @@ def eval_sub_studies(config, workdir, tables, splits, methods, seeds, n_sub: int
       r["task"] = f"{r['task']}~{i}"
     records += recs
   bar.close()
+  return records
+
+
+def eval_sparse(config, workdir, tables, splits, methods, seeds, pool=None) -> list:
+  """The sparse regime: each test target on `eval.designs` designs where each of its visible
+  fidelities keeps at most eval.sparse_n results (substudies.sparse_table; one design per target
+  and draw, the same for every method). A design is a table view per target, so a target that is
+  also visible to a higher one (every_level) keeps all its configs as a target. A record's task
+  becomes "<target>~<draw>"; the learned peers train as in the full regime (their sources)."""
+  n, draws = int(config.eval.sparse_n), int(config.eval.designs)
+  records = []
+  for i in range(draws):
+    view_tables, view_splits, stand_in = {}, {}, {}
+    for name, s in splits.items():
+      for target in sorted({t.target for t in s["test"]}):
+        tasks = [t for t in s["test"] if t.target == target]
+        key = f"{name}|{target}"
+        view_tables[key] = substudies.sparse_table(
+            tables[name], tasks[0].visible, n, zlib.crc32(f"{key}~{i}".encode()))
+        view_splits[key] = dict(train=s["train"], val=s["val"], test=tasks)
+        stand_in[key] = tables[name]
+    for name, s in splits.items():  # training-only tables lend the learned peers their tasks
+      if not s["test"] and s["train"] + s["val"]:
+        view_tables[name], view_splits[name] = tables[name], s
+    work = [(view_tables[k], s["test"]) for k, s in view_splits.items() if s["test"]]
+    bar = runs.progress(runs.count_peer_episodes(work, methods, seeds),
+                        f"[eval] sparse design {i + 1}/{draws}")
+    jobs = peer_jobs(config, view_tables, view_splits, methods, stand_in=stand_in)
+    futures = runs.submit_peer_jobs(jobs, seeds, config, pool, bar)
+    recs = [r for f in futures for part in f.result() for r in part]
+    recs += agent_records(config, workdir, view_tables, view_splits)
+    bar.close()
+    for r in recs:
+      r["task"] = f"{r['task']}~{i}"
+    records += recs
   return records
 
 
@@ -421,8 +480,8 @@ def run(config, workdir: str):
   if unknown:
     raise errors.UserError(
         f"--config.stages names unknown stage(s) {unknown}; stages: {list(STAGES)}")
-  if config.eval.split not in ("standard", "lofo", "val"):
-    raise errors.UserError("--config.eval.split must be standard, lofo or val, got "
+  if config.eval.split not in ("standard", "val"):
+    raise errors.UserError("--config.eval.split must be standard or val, got "
                            f"{config.eval.split!r}")
   if int(config.eval.sub_studies) < 0:
     raise errors.UserError(f"--config.eval.sub_studies must be >= 0, got {config.eval.sub_studies}")

@@ -21,6 +21,8 @@ def base() -> ml_collections.ConfigDict:
   c.tasks.specs = ""  # comma list of JSON spec paths: tables curated like built-in ones
   c.tasks.test_specs = ""  # comma list of JSON spec paths: tables only tested, never trained on
   c.tasks.targets = ""  # TABLE=FIDELITY,...: test targets in place of a table's top level
+  c.tasks.held_out = ""  # tables tested at every level above their lowest, never trained on;
+  # the other tables then only train (leave-one-family-out: autollmr/protocols.py)
   c.tasks.budgets = "1,2,3,4,5"  # K: expensive runs per test task
   c.tasks.val_families = ""  # tables whose training-level tasks become validation tasks
   c.tasks.test_rho = 1.0  # share of cheap results revealed at test (1 = every one: the paper)
@@ -39,9 +41,11 @@ def base() -> ml_collections.ConfigDict:
                     "optuna_tpe_hyperband,meta_regressor,fsbo"
                     + (",smac_hpo,smac_mf" if importlib.util.find_spec("smac") else ""))
   c.eval.seeds = 10  # reveal / peer seeds per task
-  c.eval.split = "standard"  # standard | lofo (learned peers train on other families) | val
+  c.eval.split = "standard"  # standard (test tasks) | val (the validation tasks play the test part)
   c.eval.sub_studies = 0  # > 0: play each target on this many random sub-studies instead
   c.eval.sub_drop = 0.5  # share of configs a sub-study drops
+  c.eval.sparse_n = 0  # > 0: the sparse regime, at most this many known results per visible fidelity
+  c.eval.designs = 3  # random sparse designs per target (each played with every seed)
   c.eval.workers = -1  # processes playing the peers: -1 = one per core (at most 8), 0 = this one
   c.eval.transcripts = 2  # Markdown episodes per family in results/transcripts/ (0: none)
 

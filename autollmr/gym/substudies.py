@@ -110,3 +110,20 @@ def sub_study_table(table, drop: float, seed: int):
   raise errors.UserError(
       f"table {table.name!r}: no sub-study with drop {drop} keeps two configs per "
       "fidelity (lower --config.eval.sub_drop)")
+
+
+def sparse_table(table, visible, n: int, seed: int):
+  """The `sparse` evidence regime of one target: each visible fidelity keeps at most n of its
+  valid results (a random design drawn from `seed`, the same for every method); the others are
+  not run (invalid), so a method sees what a lab with a small sweep has. Other fidelities are
+  untouched (the target keeps every config it is scored on)."""
+  rng = np.random.default_rng(seed)
+  valid = table.valid_FxC.copy()
+  for f in (table.fidelity_index(v) for v in visible):
+    have = np.flatnonzero(valid[f])
+    if have.size > n:
+      valid[f] = False
+      valid[f, rng.choice(have, n, replace=False)] = True
+  return table.with_changes(valid_FxC=valid, flagged_FxC=table.flagged_FxC & valid,
+                            values_FxC=np.where(valid, table.values_FxC, np.nan).astype(
+                                np.float32))

@@ -49,11 +49,12 @@ def levels(table) -> list[float]:
 
 def curate(table, budgets=(1, 2, 3, 4, 5), test_rho: float = 1.0,
            train_rhos=(1.0,), extra_turns: int = 2, online_extra_turns: int = 8,
-           targets=(), test_only: bool = False) -> dict:
+           targets=(), test_only: bool = False, every_level: bool = False) -> dict:
   """Train / val / test tasks of one table: {"train": [...], "val": [...], "test": [...]}.
 
   targets: fidelity names to test in place of the top level (training stays below the lowest
-  one's level); test_only: no train / val tasks."""
+  one's level); test_only: no train / val tasks; every_level: every fidelity above the lowest
+  level is a test target (a held-out family: tasks.held_out), and no train / val tasks."""
   lv = levels(table)
   ulv = sorted(set(lv))
   out = {"train": [], "val": [], "test": []}
@@ -75,6 +76,12 @@ def curate(table, budgets=(1, 2, 3, 4, 5), test_rho: float = 1.0,
     return [t for f in range(table.num_fidelities)
             if lv[f] == level and table.valid_FxC[f].any() for t in tasks_for(f, split, rhos)]
 
+  if every_level:
+    targets = [names[f] for f in range(table.num_fidelities)
+               if len(ulv) > 1 and lv[f] > ulv[0] and table.valid_FxC[f].any()]
+    test_only = True
+    if not targets:
+      return out
   if targets:
     chosen = sorted({target_index(table, t) for t in targets})
     for f in chosen:
@@ -132,19 +139,6 @@ def restrict(table, keep: list[int]):
       values_FxC=table.values_FxC[keep], valid_FxC=table.valid_FxC[keep],
       flagged_FxC=table.flagged_FxC[keep], cost_F=np.asarray(table.cost_F)[keep],
       aux_FxC={k: v[keep] for k, v in table.aux_FxC.items()})
-
-
-def lofo_splits(tables: dict, **kw) -> dict:
-  """Leave-one-family-out: for each family, train on the others' train tasks, test on its own."""
-  per = {name: curate(t, **kw) for name, t in tables.items()}
-  out = {}
-  for fam in sorted({t.family for t in tables.values()}):
-    out[fam] = {
-        "train": [x for n, s in per.items() if tables[n].family != fam for x in s["train"]],
-        "val": [x for n, s in per.items() if tables[n].family != fam for x in s["val"]],
-        "test": [x for n, s in per.items() if tables[n].family == fam for x in s["test"]],
-    }
-  return out
 
 
 def check_no_leak(table, split: dict) -> list[str]:

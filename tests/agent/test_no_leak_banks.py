@@ -2,7 +2,8 @@
 at or above their level, a test-only table as a whole) is filled with garbage, and everything the
 training stages build must be bit-identical to what they build from the clean tables: the banks of
 simulation, SFT and RL (train, val with its sub-studies, rl, held), the text policy's lines, the
-teacher's records, and the views the learned peers train on (standard and leave-one-family-out).
+teacher's records, and the views the learned peers train on (standard and leave-one-family-out:
+--config.tasks.held_out).
 A split made to leak on purpose is flagged by check_no_leak and breaks the bit-identity."""
 import dataclasses
 import json
@@ -181,21 +182,27 @@ def test_garbage_outside_training_changes_nothing_training_builds(tmp_path, leak
   assert drop(a) == drop(b)
 
 
-def test_lofo_learned_peers_never_read_the_held_out_family(leak_config):
-  """--config.eval.split=lofo: a learned peer scored on a family trains on the other families
-  only, so that family's tables may hold garbage at every fidelity."""
+def test_lofo_never_reads_the_held_out_family(leak_config):
+  """The lofo protocol (--config.tasks.held_out = a family's tables): the agent's banks and the
+  learned peers scored on that family never read it, so its tables may hold garbage at every
+  fidelity."""
   c = leak_config
-  c.eval.split = "lofo"
-  tables, splits = pipeline.build_tables(c)
-  for family in sorted({t.family for t in tables.values()}):
+  tables, _ = pipeline.build_tables(c)
+  for family in ("pretraining_hparams", "data_mixture_pretrain"):
     names = [n for n, t in tables.items() if t.family == family]
+    c.tasks.held_out = ",".join(names)
+    tables, splits = pipeline.build_tables(c)
     rng = np.random.default_rng(len(family))
     dirty = dict(tables, **{n: garble(tables[n], range(tables[n].num_fidelities), rng)
                             for n in names})
-    only = lambda views: {k: v for k, v in views.items() if k[1] in names}
-    clean = only(peer_views(c, tables, splits))
-    assert clean and not {k[3] for k in clean} & set(names), (family, sorted(clean))
-    assert_bit_identical(clean, only(peer_views(c, dirty, splits)), f"lofo {family}")
+    dirty_splits = pipeline.curate_all(c, dirty)
+    assert all(splits[n]["test"] for n in names if n != "synthetic_regmix")
+    assert all(not s["test"] for n, s in splits.items() if n not in names)
+    assert_bit_identical(banks(c, tables, splits), banks(c, dirty, dirty_splits),
+                         f"lofo {family} bank")
+    views = peer_views(c, tables, splits)
+    assert views and not {k[3] for k in views} & set(names), (family, sorted(views))
+    assert_bit_identical(views, peer_views(c, dirty, dirty_splits), f"lofo {family} peer")
 
 
 def test_a_split_made_to_leak_is_flagged_and_breaks_bit_identity(tmp_path, leak_config):

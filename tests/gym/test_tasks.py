@@ -11,6 +11,7 @@ from autollmr.gym import build
 from autollmr.gym import sources
 from autollmr.gym import synthetic
 from autollmr.gym import tasks as tasks_lib
+from configs import sft as sft_config
 from autollmr.peers import learned
 from configs import common
 
@@ -71,12 +72,29 @@ def test_budgets_and_turns_from_config():
   assert all(t.max_turns == t.budget + 2 for t in split["test"])
 
 
-def test_lofo_holds_out_a_family():
-  tables = _tables()
-  lofo = tasks_lib.lofo_splits(tables)
-  for fam, s in lofo.items():
-    assert all(tables[t.table].family == fam for t in s["test"])
-    assert all(tables[t.table].family != fam for t in s["train"] + s["val"])
+def test_held_out_tables_test_every_level_and_train_nothing():
+  """--config.tasks.held_out (the benchmark's lofo protocol): every level above the lowest is a
+  test target of the held-out table; the other tables only train."""
+  c = sft_config.get_config("tiny")
+  c.tasks.families = "synthetic_steplaw_dense,synthetic_admire,grpo"
+  c.tasks.held_out = "synthetic_steplaw_dense"
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv("AUTOLLMR_DATA", "none")
+    tables, splits = pipeline.build_tables(c)
+  t = tables["synthetic_steplaw_dense"]
+  lv = tasks_lib.levels(t)
+  s = splits["synthetic_steplaw_dense"]
+  assert not s["train"] and not s["val"]
+  assert {x.target for x in s["test"]} == {n for f, n in enumerate(t.fidelity_names)
+                                           if lv[f] > min(lv) and t.valid_FxC[f].any()}
+  assert all(lv[t.fidelity_names.index(v)] < lv[t.fidelity_names.index(x.target)]
+             for x in s["test"] for v in x.visible)
+  assert not splits["synthetic_admire"]["test"] and splits["synthetic_admire"]["train"]
+  c.tasks.held_out = "nope"
+  with pytest.raises(errors.UserError, match="--config.tasks.held_out names"):
+    with pytest.MonkeyPatch.context() as mp:
+      mp.setenv("AUTOLLMR_DATA", "none")
+      pipeline.build_tables(c)
 
 
 # --- spec tables and chosen targets (--config.tasks.specs / test_specs / targets) ----------------
