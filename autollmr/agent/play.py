@@ -2,7 +2,8 @@
 
 `play` runs episodes of the policy (vmap over episodes, lax.scan over turns, one jit) and returns
 per-episode arrays (regret, cost, anytime regret, actions, per-decision time); the evaluation's
-records (evaluation/agents.py) and validation (gate.py) read them.
+records (evaluation/agents.py) and validation (gate.py) read them. `greedy_action` is the one
+greedy rule: here and in the step-by-step chooser (evaluation/choosers.py, the advisor's).
 """
 from __future__ import annotations
 
@@ -15,6 +16,23 @@ import numpy as np
 
 from autollmr.gym import env as env_lib
 from autollmr.gym import table as table_lib
+
+# Greedy near-ties: log-probabilities within TIE_TOL of the best count as equal, and the lowest
+# candidate index among them is played. Why: XLA sums in different orders for different batch
+# shapes, so one episode's log-probabilities move in the last bits with the batch it is played in
+# (measured: <= 2.7e-5 for the trained 3-member ensemble, |log p| <= 14; <= 5e-6 untrained) and a
+# plain argmax at a near-tie followed them. 1e-3 is ~40x that noise (a probability ratio of 0.999).
+TIE_TOL = 1e-3
+
+
+def greedy_action(logits_BxA, tol: float = TIE_TOL):
+  """Per row the lowest candidate index whose logit (or log-probability: the same gaps) is within
+  `tol` of the row's best, so equal values (duplicate configs) and values apart by less than the
+  batch noise give the same pick in any batch. A tolerance below the best rather than a fixed
+  grid: a grid would split two equal values lying on one of its lines. Masked candidates
+  (features.NEG) never come within `tol` of an allowed one."""
+  best_B1 = jnp.max(logits_BxA, -1, keepdims=True)  # a max is exact in any order
+  return jnp.argmax(logits_BxA >= best_B1 - tol, -1).astype(jnp.int32)  # first True
 
 
 def view(params: env_lib.EnvParams, family_N, obs: env_lib.Obs, sizes) -> dict:
@@ -38,8 +56,8 @@ def _rollout(model, params, family_N, task_B, seed_B, key, sizes, greedy):
     state, done_B = carry
     obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
     logits_BxA, _ = model(view(params, family_N, obs, sizes))
-    action_B = (jnp.argmax(logits_BxA, -1) if greedy
-                else jax.random.categorical(key_t, logits_BxA)).astype(jnp.int32)
+    action_B = (greedy_action(logits_BxA) if greedy
+                else jax.random.categorical(key_t, logits_BxA).astype(jnp.int32))
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_B)
     state = jax.tree.map(lambda n, s: jnp.where(

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from autollmr.agent import play as play_lib
+
 KERNEL_H, KERNEL_LAM = 0.1, 2.0  # bandwidth (mean sq. standardized distance), fidelity weight
 
 POOL = 16  # known results whose saliency is measured per decision (one forward pass of 2 POOL+1)
@@ -149,7 +151,9 @@ def evidence_pool(view, exists_A, action: int) -> np.ndarray:
 
 
 class AgentChooser:
-  """The greedy policy as a step-by-step chooser; evidence by finite-difference saliency."""
+  """The greedy policy as a step-by-step chooser (play_lib.greedy_action, as the batched play: a
+  question asked here alone gets the evaluation's answer); evidence by finite-difference
+  saliency."""
   kind, evidence_col = "policy", "saliency"
   evidence_label = "saliency d log p(query) / d score (finite differences)"
 
@@ -161,7 +165,7 @@ class AgentChooser:
     self.v = policy_inputs(view, self.exists, self.family, self.max_turns,
                            d_max=self.model.d_max, g_max=self.model.g_max)
     lp = log_probs(self.model, self.v)[0][:len(self.exists)]
-    a = int(np.argmax(lp))
+    a = int(play_lib.greedy_action(lp[None])[0])  # the batched play's rule: the same pick
     self.prob = float(np.exp(lp[a]))
     return a
 
