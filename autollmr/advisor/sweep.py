@@ -13,24 +13,43 @@ from autollmr.gym import loaders
 from autollmr.gym import spec as spec_lib
 from autollmr.gym.table import Table
 
+PLACEHOLDER = "_planned_objective"  # the objective column of planned rows (no result)
+
 INVERSE = {"none": lambda x: x, "log2": lambda x: 2.0 ** x, "log10": lambda x: 10.0 ** x,
            "ln": np.exp}
 
 
 def compile_rows(spec: dict, base_dir: str, csvs, planned: bool = False) -> Table:
-  """A Table from some CSVs read with the spec's rules. planned: rows without an objective (runs
-  one could launch) get a placeholder, so they still declare configs, fidelities and costs."""
+  """A Table from some CSVs read with the spec's rules. A fidelity listed in `fidelity.values` may
+  have no rows here (`load` checks runs and planned runs together). planned: rows without an
+  objective (runs one could launch) get a placeholder, so they still declare configs, fidelities
+  and costs; the spec's `derive` and `where` apply to them (a filter on a column the planned CSV
+  lacks, such as the training step, is skipped), its objective, `run` and `validity` do not."""
   s = {k: v for k, v in spec.items() if k != "candidates"}
   s["csv"] = csvs
   df, _ = spec_lib.read_csvs(s, base_dir)
   if s.get("loader"):
     df = loaders.LOADERS[s["loader"]](df, base_dir)
   if planned:
-    col = s["objective"]["column"]
-    df[col] = 0.0  # a placeholder, never read as a result
-    s.pop("validity", None)
+    have = set(df.columns) | derived_columns(s)
+    s["where"] = [w for w in s.get("where", []) if not isinstance(w, dict)
+                  or w.get("column") in have]
+    df[PLACEHOLDER] = 0.0  # never read as a result
+    s["objective"] = {"column": PLACEHOLDER, "direction": spec["objective"].get("direction")}
+    for key in ("validity", "run"):
+      s.pop(key, None)
     s["duplicates"] = "first"
-  return spec_lib.compile_table(s, df)
+  return spec_lib.compile_table(s, df, listed_may_be_empty=True)
+
+
+def derived_columns(spec: dict) -> set:
+  """The columns the spec's `derive` entries add."""
+  out = set()
+  for d in spec.get("derive", []) if isinstance(spec.get("derive"), list) else []:
+    if isinstance(d, dict):
+      names = d.get("names", []) if "split" in d else [d.get("name")]
+      out |= {n for n in names if isinstance(n, str)}
+  return out
 
 
 def merge(runs: Table, planned: Table | None) -> tuple[Table, np.ndarray]:
@@ -73,7 +92,8 @@ def merge(runs: Table, planned: Table | None) -> tuple[Table, np.ndarray]:
 
 
 def load(spec_path: str) -> tuple[dict, Table, np.ndarray]:
-  """(spec, table of runs + planned runs, planned_FxC)."""
+  """(spec, table of runs + planned runs, planned_FxC). Every fidelity the spec lists in
+  `fidelity.values` must have runs or planned runs (a target may have planned runs only)."""
   spec = spec_lib.load_spec(spec_path)
   base = os.path.dirname(os.path.abspath(spec_path))
   runs = compile_rows(spec, base, spec.get("csv"))
@@ -81,17 +101,45 @@ def load(spec_path: str) -> tuple[dict, Table, np.ndarray]:
       "candidates") else None
   if planned is not None and planned.config_feature_names != runs.config_feature_names:
     raise spec_lib.SpecError(f"{spec_path}: planned runs and runs disagree on config features")
+  have = set(runs.fidelity_names) | set(planned.fidelity_names if planned is not None else ())
+  fid = spec.get("fidelity") if isinstance(spec.get("fidelity"), dict) else {}
+  for v in fid.get("values", []) if isinstance(fid.get("values"), list) else []:
+    if str(v) not in have:
+      files = [_paths(base, spec.get("csv"))] + (
+          [_paths(base, spec["candidates"])] if spec.get("candidates") else [])
+      raise spec_lib.SpecError(
+          f"spec {spec_path}: spec key 'fidelity.values' names fidelity {str(v)!r} but neither "
+          f"the runs ({files[0]}) nor the planned runs ("
+          + (files[1] if len(files) > 1 else "none: spec key 'candidates' is not set")
+          + f") have rows for it (fidelities present: {sorted(have)[:20]})")
   table, plan = merge(runs, planned)
   return spec, table, plan
 
 
+def _paths(base: str, csvs) -> str:
+  csvs = [csvs] if isinstance(csvs, str) else list(csvs or [])
+  return ", ".join(c if os.path.isabs(c) else os.path.join(base, c) for c in csvs)
+
+
 def columns(spec: dict, table: Table, c: int) -> dict:
-  """A config in the CSV's own columns: each feature's transform and scale inverted."""
-  out = {}
-  for j, cs in enumerate(spec["config"]):
-    x = float(table.config_features_CxD[c, j])
+  """A config in the CSV's own columns: each feature's transform and scale inverted; a
+  categorical column gives its level back (the one-hot feature set, or the ordinal index)."""
+  out, j = {}, 0
+  x_D = table.config_features_CxD[c]
+  for cs in spec["config"]:
+    if "categorical" in cs:
+      levels = cs["levels"]
+      if cs["categorical"] == "onehot":
+        out[cs["column"]] = levels[int(np.argmax(x_D[j:j + len(levels)]))]
+        j += len(levels)
+      else:
+        out[cs["column"]] = levels[int(np.clip(round(float(x_D[j])), 0, len(levels) - 1))]
+        j += 1
+      continue
+    x = float(x_D[j])
     v = INVERSE.get(cs.get("transform", "none"), lambda x: x)(x) / float(cs.get("scale", 1.0))
     out[cs["column"]] = float(f"{v:.6g}")
+    j += 1
   return out
 
 

@@ -54,14 +54,26 @@ def load_sft_policy(config, workdir):
   step = mngr.latest_step()
   if step is None:
     return None
-  graphdef, state, _ = optim.sft_state(config)
-  return restore_model(mngr, step, graphdef, state)
+  return restore_model(mngr, step, *shapes(config, optim.sft_optimizer(config)[0]))
+
+
+def shapes(config, tx):
+  """(graphdef, abstract state) of a fresh (policy, optimizer): the restore target of a policy
+  that is loaded, never initialized (initializing costs a compile per parameter)."""
+  def make():
+    model = model_lib.make_policy(config.model, seed=int(config.seed))
+    return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+  return nnx.split(nnx.eval_shape(make))
 
 
 def restore_model(mngr, step, graphdef, state):
-  """The model of checkpoint `step` of a (model, optimizer) state; closes the manager."""
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(nnx.to_pure_dict(state))))
+  """The model of checkpoint `step` of a (model, optimizer) state (arrays or their shapes: the
+  restored arrays go to this process's first device, where a fresh policy lives); closes the
+  manager."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        nnx.to_pure_dict(state))
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   mngr.close()
   nnx.replace_by_pure_dict(state, uncommitted(restored["state"]))
   model, _ = nnx.merge(graphdef, state)
@@ -139,12 +151,32 @@ def load_rl_policy(config, workdir):
   return None if step is None else restore_rl_policy(config, workdir, sub, step)
 
 
+def rl_policy_played(config, workdir) -> dict | None:
+  """Which policy `load_rl_policy` returns, without loading it: dict(played, step, note), played
+  'rl' (an RL checkpoint), 'sft' (the gate kept step 0 of rl.init=sft: the distilled policy) or
+  'scratch' (kept step 0 of rl.init=scratch: the untrained starting policy); None when there is
+  no RL checkpoint. The note says so in words for reports and the advisor."""
+  if not os.path.isdir(os.path.join(workdir, "rl", "ckpt")):
+    return None
+  best = read_best(workdir) if config.rl.select_on_val else None
+  if best is None:
+    return dict(played="rl", step=None, note="the last RL checkpoint")
+  if best["step"] != 0:
+    return dict(played="rl", step=int(best["step"]),
+                note=f"RL checkpoint step {best['step']}, the one the validation gate kept")
+  if config.rl.init == "scratch":
+    return dict(played="scratch", step=0,
+                note="the RL stage (rl.init=scratch) kept its untrained starting policy: no RL "
+                     "checkpoint passed the validation gate, rl/best.json step 0")
+  return dict(played="sft", step=0,
+              note="the RL stage kept the distilled policy: no RL checkpoint passed the "
+                   "validation gate, rl/best.json step 0")
+
+
 def restore_rl_policy(config, workdir, sub: str, step: int):
   """The policy of RL checkpoint `step` in WORKDIR/rl/<sub> (ckpt or best)."""
-  model = model_lib.make_policy(config.model, seed=int(config.seed))
-  tx, _ = optim.rl_optimizer(config)
-  graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
-  return restore_model(rl_manager(workdir, sub), step, graphdef, state)
+  return restore_model(rl_manager(workdir, sub), step, *shapes(config,
+                                                               optim.rl_optimizer(config)[0]))
 
 
 def rl_done(config, workdir) -> bool:

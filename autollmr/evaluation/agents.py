@@ -40,16 +40,24 @@ def episode_records(method, table, test, task_E, seed_E, out) -> list[dict]:
   return recs
 
 
+def played(config, workdir, method: str) -> dict | None:
+  """What RL_METHOD's records say about the policy they played (the RL stage may have kept the
+  distilled one): dict(policy_played, policy_note), or None for another method."""
+  info = checkpoints.rl_policy_played(config, workdir) if method == RL_METHOD else None
+  return None if info is None else dict(policy_played=info["played"], policy_note=info["note"])
+
+
 def eval_records(config, workdir, tables, splits, method: str = METHOD,
                  model=None) -> list[dict]:
   """evaluate-style records of a policy (default: the SFT checkpoint in `workdir`) on every test
-  task; [] if there is none."""
+  task; [] if there is none. RL_METHOD's records name the policy played (`played`)."""
   if model is None:
     model = checkpoints.load_sft_policy(config, workdir)
   if model is None:
     return []
-  records = []
+  records, note = [], played(config, workdir, method) or {}
   for table, test, params, sizes, family_N, task_E, seed_E in test_batches(config, tables, splits):
     out = play_lib.play(model, params, sizes, task_E, seed_E, family_N, greedy=True)
-    records += episode_records(method, table, test, task_E, seed_E, out)
+    records += [dict(r, **note)
+                for r in episode_records(method, table, test, task_E, seed_E, out)]
   return records

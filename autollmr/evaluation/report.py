@@ -13,9 +13,34 @@ from autollmr.evaluation import plots
 from autollmr.evaluation import stats
 
 
+def policies_played(records: list[dict]) -> dict:
+  """method -> (policy played, note) for the agents whose records name it (rl_agent: the RL stage
+  may have kept the distilled policy, evaluation/agents.played)."""
+  return {r["method"]: (r["policy_played"], r["policy_note"]) for r in records
+          if "policy_played" in r}
+
+
+def method_label(method: str, played: dict) -> str:
+  """The method as the reports show it: 'rl_agent (sft policy)' when the RL stage kept the
+  distilled policy, so a reader never takes it for an RL-trained one."""
+  if method in played and played[method][0] != "rl":
+    return f"{method} ({played[method][0]} policy)"
+  return method
+
+
+def played_lines(records: list[dict]) -> list[str]:
+  """One line per agent whose policy is named: what it played."""
+  return [f"{m} played {'an RL policy' if p == 'rl' else f'the {p} policy'} ({note})."
+          for m, (p, note) in sorted(policies_played(records).items())]
+
+
 def write_results(records: list[dict], out_dir: str, command: str, extra_md: str = "") -> dict:
   os.makedirs(out_dir, exist_ok=True)
   rows = stats.aggregate(records)
+  played = policies_played(records)
+  for row in rows:  # the leaderboard says which policy an agent's row played
+    if row["method"] in played:
+      row["policy_played"], row["policy_note"] = played[row["method"]]
   with open(os.path.join(out_dir, "leaderboard.json"), "w") as f:
     json.dump(rows, f, indent=1)
   with open(os.path.join(out_dir, "episodes.jsonl"), "w") as f:
@@ -52,6 +77,7 @@ def summary_md(records: list[dict], command: str) -> str:
   families = sorted({r["family"] for r in records})
   budgets = sorted({r["budget"] for r in records})
   methods = sorted({m for m, k in allf if allf[(m, k)][1] == len(families)})
+  played = policies_played(records)
   cell = {(m, k): float(allf[(m, k)][0].mean()) for m in methods for k in budgets
           if (m, k) in allf}
   best = {k: min(v for (m, kk), v in cell.items() if kk == k) for k in budgets}
@@ -62,13 +88,14 @@ def summary_md(records: list[dict], command: str) -> str:
            "|---|" + "---:|" * len(budgets)]
   for m in methods:
     vals = [cell.get((m, k)) for k in budgets]
-    lines.append(f"| {m} | " + " | ".join(
+    lines.append(f"| {method_label(m, played)} | " + " | ".join(
         "-" if v is None else (f"**{v:.4f}**" if np.isclose(v, best[k]) else f"{v:.4f}")
         for v, k in zip(vals, budgets)) + " |")
-  return "\n".join(lines) + "\n"
+  notes = played_lines(records)
+  return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def _md_grid(title, methods, budgets, cell) -> list[str]:
+def _md_grid(title, methods, budgets, cell, label=lambda m: m) -> list[str]:
   """A methods x budgets markdown table; the lowest mean regret per column is bold."""
   lines = [f"### {title}", "", "| method | " + " | ".join(f"K={k}" for k in budgets) + " |",
            "|---|" + "---:|" * len(budgets)]
@@ -86,7 +113,7 @@ def _md_grid(title, methods, budgets, cell) -> list[str]:
       mean, lo, hi = c
       s = f"{mean:.4f} [{lo:.3f}, {hi:.3f}]"
       cells.append(f"**{s}**" if best[k] is not None and np.isclose(mean, best[k]) else s)
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append(f"| {label(m)} | " + " | ".join(cells) + " |")
   return lines + [""]
 
 
@@ -111,7 +138,11 @@ def leaderboard_md(records: list[dict], command: str) -> str:
       return None  # a method that does not apply to every family has no overall number
     return (float(v.mean()), *stats.bootstrap_ci(v))
 
-  lines += _md_grid("Overall (families weigh equally)", methods, budgets, cell_overall)
+  played = policies_played(records)
+  label = lambda m: method_label(m, played)
+  if played:
+    lines += ["## Policies played", ""] + [f"- {x}" for x in played_lines(records)] + [""]
+  lines += _md_grid("Overall (families weigh equally)", methods, budgets, cell_overall, label)
   for f in families:
     def cell(m, k, f=f):
       if (m, f, k) not in fam:
@@ -120,7 +151,7 @@ def leaderboard_md(records: list[dict], command: str) -> str:
       return (float(v.mean()), *stats.bootstrap_ci(v))
     ms = [m for m in methods if any((m, f, k) in fam for k in budgets)]
     tasks = sorted({r["task"] for r in records if r["family"] == f})
-    lines += _md_grid(f"{f} (targets: {', '.join(tasks)})", ms, budgets, cell)
+    lines += _md_grid(f"{f} (targets: {', '.join(tasks)})", ms, budgets, cell, label)
   versus = stats.versus_best_peer(records, budgets)
   if versus:
     lines += ["## Agents against the best peer", ""] + [f"- {v}" for v in versus] + [""]
@@ -132,6 +163,7 @@ def cost_to_target_md(records, command) -> str:
   methods = sorted({m for m, _ in ctt})
   families = sorted({f for _, f in ctt})
   k_max = stats.MAX_K_SHOWN
+  played = policies_played(records)
   lines = [
       f"# Expected expensive runs to reach regret <= {stats.REGRET_TARGET}", "",
       f"Made by: `{command}`", "",
@@ -149,7 +181,7 @@ def cost_to_target_md(records, command) -> str:
       mean, frac = ctt[(m, f)]
       cells.append((f"> {stats.MAX_K_SHOWN}" if mean > stats.MAX_K_SHOWN else f"{mean:.2f}") +
                    f" ({frac:.0%})")
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append(f"| {method_label(m, played)} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -163,10 +195,12 @@ def summary_text(records: list[dict]) -> str:
   methods = sorted({r["method"] for r in records})
   cols = families + ["overall"]
   w = max(12, max(len(c) for c in cols) + 1)
+  played = policies_played(records)
+  mw = max([22] + [len(method_label(m, played)) + 1 for m in methods])
   lines = []
   for k in ks:
     lines.append(f"\nMean normalized regret at K={k} (lower is better; best per column marked *)")
-    lines.append(f"{'method':<22}" + "".join(f"{c[:w - 1]:>{w}}" for c in cols))
+    lines.append(f"{'method':<{mw}}" + "".join(f"{c[:w - 1]:>{w}}" for c in cols))
     grid = {}
     for m in methods:
       for f in families:
@@ -181,8 +215,8 @@ def summary_text(records: list[dict]) -> str:
         v = grid.get((m, c))
         cells.append(f"{'-':>{w}}" if v is None else
                      f"{(f'{v:.4f}' + ('*' if np.isclose(v, best[c]) else ' ')):>{w}}")
-      lines.append(f"{m:<22}" + "".join(cells))
-  return "\n".join(lines + [""] + stats.versus_best_peer(records, ks))
+      lines.append(f"{method_label(m, played):<{mw}}" + "".join(cells))
+  return "\n".join(lines + [""] + stats.versus_best_peer(records, ks) + played_lines(records))
 
 
 def per_training_seed_md(records: list[dict], methods) -> str:
