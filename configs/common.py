@@ -49,6 +49,12 @@ def base() -> ml_collections.ConfigDict:
   c.eval.workers = -1  # processes playing the peers: -1 = one per core (at most 8), 0 = this one
   c.eval.transcripts = 2  # Markdown episodes per family in results/transcripts/ (0: none)
 
+  c.benchmark = ml_collections.ConfigDict()  # python -m autollmr.benchmark (protocols.py)
+  c.benchmark.protocols = "standard,lofo"  # comma list: standard | lofo (one agent per family)
+  c.benchmark.regimes = "full,sparse,online"  # comma list of evidence regimes
+  c.benchmark.sparse_n = 8  # the sparse regime: known results per visible fidelity at most
+  c.benchmark.n_boot = 2000  # bootstrap replicates of every CI
+
   c.model = ml_collections.ConfigDict()
   c.model.max_config_features = 24  # config features zero-padded to this (more: an error)
   c.model.max_fidelity_features = 4  # fidelity features zero-padded to this

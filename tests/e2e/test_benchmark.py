@@ -1,0 +1,59 @@
+"""`python -m autollmr.benchmark --config=configs/benchmark.py:quick`: every protocol and regime
+on two tiny tables (one synthetic, one semi-synthetic: reported apart), benchmark.json's schema,
+its headline recomputed by hand from records.csv, and a second run that reuses every fold."""
+import json
+
+import numpy as np
+import pandas as pd
+
+from autollmr.gym import sources
+from autollmr.gym import tasks as tasks_lib
+
+
+def test_quick_benchmark(tmp_path, run_command):
+  work = tmp_path / "bench"
+  r = run_command("autollmr.benchmark", "--config=configs/benchmark.py:quick", f"--workdir={work}")
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads((work / "benchmark.json").read_text())
+  assert out["command"].startswith("python -m autollmr.benchmark") and out["commit"]
+  assert out["protocols"] == ["lofo", "standard"] and out["regimes"] == ["full", "sparse", "online"]
+  targets = pd.DataFrame(out["targets"])
+  assert set(targets.columns) == {"table", "target", "protocol", "regime", "provenance"}
+  # lofo: every level above a table's lowest is a target; standard: the top level only
+  for name in ("synthetic_admire", "grpo"):
+    t = sources.load_table(name, "none")
+    lv = tasks_lib.levels(t)
+    want = {n for f, n in enumerate(t.fidelity_names) if lv[f] > min(lv)}
+    got = targets[(targets.table == name) & (targets.protocol == "lofo")]
+    assert set(got.target) == want and len(got) == 3 * len(want)
+    top = {n for f, n in enumerate(t.fidelity_names) if lv[f] == max(lv)}
+    assert set(targets[(targets.table == name) & (targets.protocol == "standard")].target) == top
+  assert set(out["results"]) == {"synthetic", "semi-synthetic"}  # never mixed
+  res = out["results"]["synthetic"]["lofo"]["methods"]
+  for method in ("sft_agent", "random", "topk_transfer"):
+    for regime in ("full", "sparse", "online"):
+      for k in ("1", "2"):
+        cell = res[method][regime][k]
+        assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"] and cell["mean_rank"] >= 1
+  peer = res["sft_agent"]["full"]["1"]["peers"]["topk_transfer"]
+  assert peer["diff_ci_low"] <= peer["diff"] <= peer["diff_ci_high"]
+
+  # The headline by hand: mean over seeds per target, over targets per family, over families.
+  rec = pd.read_csv(work / "records.csv")
+  sub = rec[(rec.provenance == "synthetic") & (rec.protocol == "lofo") & (rec.regime == "sparse")
+            & (rec.K == 1)]
+  for method in ("sft_agent", "topk_transfer"):
+    m = sub[sub.method == method]
+    fam = m.groupby(["family", "table", "target"]).regret.mean().groupby("family").mean()
+    np.testing.assert_allclose(res[method]["sparse"]["1"]["mean"], fam.mean(), rtol=1e-9)
+  agent = sub[sub.method == "sft_agent"].groupby("target").regret.mean()
+  topk = sub[sub.method == "topk_transfer"].groupby("target").regret.mean()
+  np.testing.assert_allclose(res["sft_agent"]["sparse"]["1"]["peers"]["topk_transfer"]["diff"],
+                             (agent - topk).mean(), rtol=1e-9)  # one family: targets weigh equally
+  assert "## synthetic data, protocol `lofo`" in (work / "benchmark.md").read_text()
+
+  # Same command again: every fold's stages and results are reused, the numbers are the same.
+  r2 = run_command("autollmr.benchmark", "--config=configs/benchmark.py:quick", f"--workdir={work}")
+  assert r2.returncode == 0 and "[sft] exists" in r2.stdout and "[eval] exists" in r2.stdout
+  again = json.loads((work / "benchmark.json").read_text())
+  assert again["results"] == out["results"]
