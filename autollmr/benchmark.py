@@ -22,6 +22,8 @@ from autollmr.evaluation import bench_report
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/benchmark.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "benchmark", "Where the folds, records and report go.")
+_README = flags.DEFINE_string("readme", None, "Also put the summary table into this README, "
+                              "between its benchmark summary markers.")
 
 
 def main(argv):
@@ -33,6 +35,8 @@ def main(argv):
   command = "python -m autollmr.benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   out = bench_report.write(df, protocols.agent_methods(df), workdir, command, time.time() - t0,
                            int(config.benchmark.n_boot))
+  if _README.value:
+    bench_report.update_readme(_README.value, bench_report.summary_md(out))
   print(f"[benchmark] {len(out['targets'])} (target, protocol, regime) cells, "
         f"{len(df)} episodes in {out['seconds'] / 60:.1f} min; wrote {workdir}/benchmark.md, "
         "benchmark.json, records.csv and plots")

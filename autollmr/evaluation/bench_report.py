@@ -12,6 +12,8 @@ import subprocess
 
 import pandas as pd
 
+from autollmr import errors
+
 from autollmr.evaluation import bench_plots
 from autollmr.evaluation import bench_stats
 
@@ -60,7 +62,58 @@ def write(df: pd.DataFrame, agents: list[str], out_dir: str, command: str, secon
                 + "\n\n" + bench_stats.markdown(summary, level=3))
   with open(os.path.join(out_dir, "benchmark.json"), "w") as f:
     json.dump(out, f, indent=1, allow_nan=False)
+  with open(os.path.join(out_dir, "summary.md"), "w") as f:
+    f.write(summary_md(out))
   with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
     f.write("\n".join(md))
   df.to_csv(os.path.join(out_dir, "records.csv"), index=False)
   return out
+
+
+README_BEGIN, README_END = "<!-- benchmark summary: begin -->", "<!-- benchmark summary: end -->"
+
+
+def summary_md(out: dict) -> str:
+  """The headline table (the README's results): real-data targets (else whatever there is), the
+  lofo protocol (else standard), mean regret [95% CI] per method and regime at the smallest and
+  largest K."""
+  provs = out["results"]
+  prov = "real" if "real" in provs else sorted(provs)[0]
+  protocol = "lofo" if "lofo" in provs[prov] else sorted(provs[prov])[0]
+  summ = provs[prov][protocol]
+  regimes = [r for r in out["regimes"] if any(r in m for m in summ["methods"].values())]
+  ks = sorted({int(k) for m in summ["methods"].values() for r in m.values() for k in r})
+  budgets = sorted({str(ks[0]), str(ks[-1])}, key=int)
+  n = len({(t["table"], t["target"]) for t in out["targets"]
+           if t["provenance"] == prov and t["protocol"] == protocol})
+  cols = [(r, k) for r in regimes for k in budgets]
+  lines = [f"Made by `{out['command']}` at commit {out['commit'][:7]} in "
+           f"{out['seconds'] / 60:.0f} min: {n} {prov}-data targets, protocol `{protocol}`; mean "
+           "normalized regret [95% CI] (families weigh equally; lower is better; bold: best).", "",
+           "| method | " + " | ".join(f"{r} K={k}" for r, k in cols) + " |",
+           "|---|" + "---:|" * len(cols)]
+  best = {c: min((m[c[0]][c[1]]["mean"] for m in summ["methods"].values()
+                  if c[0] in m and c[1] in m[c[0]]), default=None) for c in cols}
+  for method in sorted(summ["methods"]):
+    cells = []
+    for r, k in cols:
+      c = summ["methods"][method].get(r, {}).get(k)
+      if c is None:
+        cells.append("-")
+        continue
+      txt = f"{c['mean']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+      cells.append(f"**{txt}**" if c["mean"] == best[(r, k)] else txt)
+    lines.append(f"| {method} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def update_readme(path: str, summary: str) -> None:
+  """Replaces the text between the README's benchmark markers with `summary`."""
+  with open(path) as f:
+    text = f.read()
+  if README_BEGIN not in text or README_END not in text:
+    raise errors.UserError(f"--readme {path}: no '{README_BEGIN}' ... '{README_END}' markers")
+  head, rest = text.split(README_BEGIN, 1)
+  _, tail = rest.split(README_END, 1)
+  with open(path, "w") as f:
+    f.write(head + README_BEGIN + "\n" + summary + README_END + tail)
