@@ -93,8 +93,17 @@ def summary_md(out: dict) -> str:
            "| method | " + " | ".join(f"{r} K={k}" for r, k in cols) + " |",
            "|---|" + "---:|" * len(cols)]
   best = {c: min((m[c[0]][c[1]]["mean"] for m in summ["methods"].values()
-                  if c[0] in m and c[1] in m[c[0]]), default=None) for c in cols}
+                  if c[0] in m and c[1] in m[c[0]] and m[c[0]][c[1]]["complete"]), default=None)
+          for c in cols}
+  partial = []
   for method in sorted(summ["methods"]):
+    first = next(iter(next(iter(summ["methods"][method].values())).values()))
+    name = method
+    if not first["complete"]:  # e.g. a formula that applies to one family only: never bold
+      name = f"{method} \\*"
+      partial.append(f"\\* {method} applies to {first['n_families']} famil"
+                     f"{'y' if first['n_families'] == 1 else 'ies'} ({first['n_targets']} "
+                     "targets) only: its mean is over those, not comparable.")
     cells = []
     for r, k in cols:
       c = summ["methods"][method].get(r, {}).get(k)
@@ -102,8 +111,22 @@ def summary_md(out: dict) -> str:
         cells.append("-")
         continue
       txt = f"{c['mean']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
-      cells.append(f"**{txt}**" if c["mean"] == best[(r, k)] else txt)
-    lines.append(f"| {method} | " + " | ".join(cells) + " |")
+      cells.append(f"**{txt}**" if c["complete"] and c["mean"] == best[(r, k)] else txt)
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += [""] + partial + ([""] if partial else [])
+  lines.append("Where the agent stands (95% CI of agent minus peer: below 0 = `below`, the agent's "
+               "regret is lower; above 0 = `above`; else not distinguishable):")
+  for agent in out["agents"]:  # where each agent stands, from the paired CIs (agent - peer)
+    for r, k in cols:
+      cell = summ["methods"].get(agent, {}).get(r, {}).get(k)
+      if not cell:
+        continue
+      groups = {"below": [], "not distinguishable from": [], "above": []}
+      for peer, p in sorted(cell["peers"].items()):
+        if summ["methods"][peer][r][k]["complete"]:
+          groups[bench_stats.standing(p)].append(peer)
+      said = "; ".join(f"{g} {', '.join(v)}" for g, v in groups.items() if v)
+      lines.append(f"- {agent}, {r}, K = {k}: {said}.")
   return "\n".join(lines) + "\n"
 
 

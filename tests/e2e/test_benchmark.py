@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from autollmr.evaluation import bench_report
 from autollmr.gym import sources
 from autollmr.gym import tasks as tasks_lib
 
@@ -51,6 +52,13 @@ def test_quick_benchmark(tmp_path, run_command):
   np.testing.assert_allclose(res["sft_agent"]["sparse"]["1"]["peers"]["topk_transfer"]["diff"],
                              (agent - topk).mean(), rtol=1e-9)  # one family: targets weigh equally
   assert "## synthetic data, protocol `lofo`" in (work / "benchmark.md").read_text()
+  summary = (work / "summary.md").read_text()  # the README's results table
+  assert "| sft_agent |" in summary and "- sft_agent, full, K = 1:" in summary
+  readme = tmp_path / "README.md"
+  readme.write_text(f"x\n{bench_report.README_BEGIN}\nold\n{bench_report.README_END}\ny\n")
+  bench_report.update_readme(str(readme), summary)
+  assert readme.read_text() == (f"x\n{bench_report.README_BEGIN}\n{summary}"
+                                f"{bench_report.README_END}\ny\n")
 
   # Same command again: every fold's stages and results are reused, the numbers are the same.
   r2 = run_command("autollmr.benchmark", "--config=configs/benchmark.py:quick", f"--workdir={work}")
