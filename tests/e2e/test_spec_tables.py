@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+import lr_bs_sweep  # tests/lr_bs_sweep.py
 from autollmr import cli
 from autollmr import pipeline
 
@@ -22,13 +23,7 @@ def _write_spec(folder) -> str:
         loss = 3 - 0.1 * np.log10(n) + 0.3 * (np.log10(lr) + 3) ** 2 + 0.01 * rng.normal()
         rows.append(f"{lr},{bs},{n:g},{loss:.5f}")
   (folder / "runs.csv").write_text("\n".join(rows) + "\n")
-  spec = dict(name="mine", family="pretraining_hparams", csv="runs.csv",
-              config=[dict(column="lr", name="log2_lr", transform="log2"),
-                      dict(column="bs", name="log2_bs", transform="log2")],
-              fidelity=dict(columns=["params"], name_format="N={params:si}",
-                            features=[dict(column="params", name="log10_N", transform="log10")]),
-              objective=dict(column="loss", direction="min"),
-              cost=dict(formula="6 * params * 1e9", unit="FLOPs"))
+  spec = lr_bs_sweep.lr_bs_spec("mine", "pretraining_hparams", "runs.csv")
   (folder / "spec.json").write_text(json.dumps(spec))
   return str(folder / "spec.json")
 

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+import lr_bs_sweep  # tests/lr_bs_sweep.py
 from autollmr import errors
 from autollmr import pipeline
 from autollmr.agent import bank as bank_lib
@@ -112,13 +113,7 @@ def write_spec_table(folder, name="mine", family="data_mixture_pretrain",
                 ** 2 + 0.05 * np.log2(bs / 128) ** 2 + 0.01 * rng.normal())
         rows.append(f"{lr},{bs},{n:g},{loss:.5f}")
   (folder / f"{name}.csv").write_text("\n".join(rows) + "\n")
-  spec = dict(name=name, family=family, csv=f"{name}.csv",
-              config=[dict(column="lr", name="log2_lr", transform="log2"),
-                      dict(column="bs", name="log2_bs", transform="log2")],
-              fidelity=dict(columns=["params"], name_format="N={params:si}",
-                            features=[dict(column="params", name="log10_N", transform="log10")]),
-              objective=dict(column="loss", direction="min"),
-              cost=dict(formula="6 * params * 1e9", unit="FLOPs"))
+  spec = lr_bs_sweep.lr_bs_spec(name, family, f"{name}.csv")
   path = folder / f"{name}.json"
   path.write_text(json.dumps(spec))
   return str(path)
