@@ -114,9 +114,7 @@ def compile_table(spec: dict, df: pd.DataFrame, listed_may_be_empty: bool = Fals
   excluded: dict[str, int] = {}
 
   def exclude(mask: np.ndarray, reason: str):
-    n = int(mask.sum())
-    if n:
-      excluded[reason] = excluded.get(reason, 0) + n
+    count_excluded(excluded, reason, mask.sum())
     return ~mask
 
   df = derive(spec, df, where)
@@ -251,8 +249,7 @@ def compile_table(spec: dict, df: pd.DataFrame, listed_may_be_empty: bool = Fals
       raise SpecError(f"{df['_file'][r]}: line {df['_line'][r]} repeats config {keys[r]!r} at "
                       f"fidelity {order[f]!r} (spec key 'duplicates' is 'error')")
     if counts[f, c] and dup == "first":
-      excluded["duplicate (fidelity, config) row"] = excluded.get(
-          "duplicate (fidelity, config) row", 0) + 1
+      count_excluded(excluded, "duplicate (fidelity, config) row", 1)
       continue
     values[f, c] = y[r] if not counts[f, c] else values[f, c] + y[r]
     for name, v in zip(aux, aux_vals):
@@ -288,6 +285,12 @@ def compile_table(spec: dict, df: pd.DataFrame, listed_may_be_empty: bool = Fals
 
 
 # --- the row steps before the table: keys, derive, where, run, objective -------------------------
+
+
+def count_excluded(excluded: dict, reason: str, n) -> None:
+  """Adds n dropped source rows under `reason` (nothing when n is 0)."""
+  if int(n):
+    excluded[reason] = excluded.get(reason, 0) + int(n)
 
 
 def check_keys(spec: dict) -> None:
@@ -384,9 +387,7 @@ def filter_rows(spec: dict, df: pd.DataFrame, where: str, excluded: dict) -> pd.
                         "of them for 'in')")
       ok = _matches(df[col], want)
       text = f"{col} {'=' if op == 'equals' else 'in'} {want[0] if op == 'equals' else want}"
-    n = int((keep & ~ok).sum())
-    if n:
-      excluded[f"where: not {text}"] = excluded.get(f"where: not {text}", 0) + n
+    count_excluded(excluded, f"where: not {text}", (keep & ~ok).sum())
     keep &= ok
   return df[keep].reset_index(drop=True) if not keep.all() else df
 
@@ -426,15 +427,13 @@ def pick_runs(spec: dict, df: pd.DataFrame, where: str, excluded: dict) -> pd.Da
     frame = pd.DataFrame({"key": key, "x": x, "row": np.arange(len(df))}).dropna()
     g = frame.sort_values("x", kind="stable").groupby("key", sort=False)["row"]
     chosen = (g.last() if pick == "last" else g.first()).to_numpy()
-    if len(frame) < len(df):
-      excluded[f"{by} missing"] = excluded.get(f"{by} missing", 0) + len(df) - len(frame)
+    count_excluded(excluded, f"{by} missing", len(df) - len(frame))
     n = len(frame) - len(chosen)
     reason = f"not the {pick} {by} of its run (spec key 'run')"
   elif isinstance(pick, (int, float)) and not isinstance(pick, bool):
     at = np.isclose(x, float(pick)) & np.isfinite(x)
     lacking = ~np.isin(key, key[at])
-    if lacking.any():
-      excluded[f"run without {by} = {pick:g}"] = int(lacking.sum())
+    count_excluded(excluded, f"run without {by} = {pick:g}", lacking.sum())
     chosen = np.flatnonzero(at)
     _, uniq = np.unique(key[chosen], return_index=True)
     if len(uniq) != len(chosen):
@@ -446,8 +445,7 @@ def pick_runs(spec: dict, df: pd.DataFrame, where: str, excluded: dict) -> pd.Da
   else:
     raise SpecError(f"{where}: spec key 'run.pick' must be 'last', 'first' or a number, "
                     f"got {pick!r}")
-  if n:
-    excluded[reason] = excluded.get(reason, 0) + n
+  count_excluded(excluded, reason, n)
   return df.iloc[np.sort(chosen)].reset_index(drop=True)
 
 
@@ -504,10 +502,10 @@ def objective_values(spec: dict, df: pd.DataFrame, where: str,
   g = frame.groupby("key", sort=False)
   n_levels, mean, first, size = g["level"].nunique(), g["y"].mean(), g["row"].min(), g.size()
   complete = n_levels.index[n_levels.to_numpy() == len(want)]
-  count = lambda reason, n: n and excluded.__setitem__(reason, excluded.get(reason, 0) + int(n))
-  count(f"{over} not among {want}", len(df) - len(frame))
-  count(f"run lacks some {over} of {want}", size.drop(complete).sum())
-  count(f"rows merged into one per run (mean over {over})", size[complete].sum() - len(complete))
+  count_excluded(excluded, f"{over} not among {want}", len(df) - len(frame))
+  count_excluded(excluded, f"run lacks some {over} of {want}", size.drop(complete).sum())
+  count_excluded(excluded, f"rows merged into one per run (mean over {over})",
+                 size[complete].sum() - len(complete))
   rows = first[complete].to_numpy()
   order = np.argsort(rows)
   out = df.iloc[rows[order]].reset_index(drop=True)
