@@ -30,6 +30,7 @@ from autollmr.evaluation import pool as pool_lib
 from autollmr.evaluation import report
 from autollmr.evaluation import runs
 from autollmr.evaluation import transcripts
+from autollmr.gym import prior as prior_lib
 from autollmr.gym import sources
 from autollmr.gym import spec as spec_lib
 from autollmr.gym import substudies
@@ -191,9 +192,15 @@ def curate_all(config, tables) -> dict:
 
 def build_tables(config) -> tuple[dict, dict]:
   """(tables, splits) as every stage and every command that reads a workdir's config.json sees
-  them: the tables in use (built-in and spec tables), curated."""
+  them: the tables in use (built-in and spec tables), curated, and the prior's drawn tables
+  (training and validation only; `prior.only`: the real tables then train nothing)."""
   tables = load_tables(config)
-  return tables, curate_all(config, tables)
+  splits = curate_all(config, tables)
+  if config.prior.only:
+    splits = {n: dict(s, train=[], val=[]) for n, s in splits.items()}
+  drawn, drawn_splits = prior_lib.tables_and_splits(
+      config.prior, tuple(csv_list(config.tasks.budgets, int)), int(config.tasks.extra_turns))
+  return {**tables, **drawn}, {**splits, **drawn_splits}
 
 
 def stage_curate(config, workdir, tables, splits):
@@ -203,8 +210,14 @@ def stage_curate(config, workdir, tables, splits):
     return
   out = {}
   print("[curate] tasks per table (train / val / test):")
+  drawn = [n for n in splits if prior_lib.is_drawn(n)]
+  if drawn:
+    count = lambda k: sum(len(splits[n][k]) for n in drawn)
+    print(f"  {len(drawn)} drawn tables (gym/prior.py): {count('train')} / {count('val')} / 0")
   for name, s in splits.items():
     out[name] = {k: [t.__dict__ for t in v] for k, v in s.items()}
+    if prior_lib.is_drawn(name):
+      continue
     tg = lambda k: sorted({t.target for t in s[k]})
     print(f"  {name:<24} {len(s['train']):>4} / {len(s['val']):>3} / {len(s['test']):>3}   "
           f"test targets: {', '.join(tg('test'))}")
@@ -306,14 +319,16 @@ def peer_jobs(config, tables, splits, methods, stand_in=None) -> list:
     if table.name in held_out:  # lofo: the learned peers meta-train on what the agent trains
       # on, the other families' training tasks
       src = dict(sources=[(tables[m], r["train"] + r["val"]) for m, r in splits.items()
-                          if tables[m].name not in held_out and r["train"] + r["val"]])
+                          if tables[m].name not in held_out and r["train"] + r["val"]
+                          and not prior_lib.is_drawn(m)])
       jobs += [(m, [(table, s["test"], src)]) for m in methods if registry.applicable(m, table)]
       continue
     # own training tasks, as curated (chosen targets, test-only tables: none); a table without
     # any borrows its family's (e.g. regmix); only what this table can use is shipped
     own = s["train"] + s["val"]
     borrowed = [(tables[m], r["train"] + r["val"]) for m, r in splits.items()
-                if m != n and tables[m].family == table.family and r["train"] + r["val"]]
+                if m != n and tables[m].family == table.family and r["train"] + r["val"]
+                and not prior_lib.is_drawn(m)]  # the peers learn from real tables only
     src = dict(sources=[((stand_in or {}).get(n, table), own)] if own else borrowed,
                stand_in={n: stand_in[n]} if stand_in and n in stand_in else None)
     jobs += [(m, [(table, s["test"], src)]) for m in methods

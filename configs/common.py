@@ -55,6 +55,15 @@ def base() -> ml_collections.ConfigDict:
   c.benchmark.sparse_n = 8  # the sparse regime: known results per visible fidelity at most
   c.benchmark.n_boot = 2000  # bootstrap replicates of every CI
 
+  c.prior = ml_collections.ConfigDict()  # the landscape prior (gym/prior.py)
+  c.prior.tables = 0  # drawn tables per kind the agent trains on beside the real ones
+  c.prior.val_tables = 0  # held-out drawn tables per kind among the validation tasks
+  c.prior.kinds = ""  # comma list of the prior's kinds to draw ("" = every kind)
+  c.prior.rhos = "1.0"  # comma list of reveal shares of the drawn tables' tasks
+  c.prior.only = False  # train and validate on drawn tables alone (no real table trained on)
+  c.prior.seed = 1  # the draws' seed (val draws use seed + 10000)
+  c.prior.draws = 200  # calibrate: drawn tables per kind the real tables are ranked among
+
   c.model = ml_collections.ConfigDict()
   c.model.max_config_features = 24  # config features zero-padded to this (more: an error)
   c.model.max_fidelity_features = 4  # fidelity features zero-padded to this
