@@ -25,11 +25,18 @@ def standardize(x_BxAxD, exists_BxA):
 
 
 def policy_mask(view):
-  """Allowed actions: affordable, existing, not yet known (repeats are legal but pointless).
+  """Allowed actions: affordable, existing, not yet known (repeats are legal but pointless), and,
+  until a target result is known, no cheap run that would leave too little budget or too few
+  turns for one target run: an episode never ends without a recommendation it could have bought
+  (online, an untrained or greedy policy otherwise spent K on cheap runs: regret 1).
 
   Falls back to the affordable ones, then to all existing ones, so a row is never empty.
   """
-  ok = view["action_mask_A"] & ~view["known_A"]
+  tgt = view["is_target_A"] & view["exists_A"]
+  no_target = ~jnp.any(tgt & view["known_A"], -1, keepdims=True)
+  leaves_one = ((view["budget_left"][..., None] - view["cost_A"] >= 1.0 - 1e-6)
+                & (view["turns_left"][..., None] >= 2))
+  ok = view["action_mask_A"] & ~view["known_A"] & (tgt | ~no_target | leaves_one)
   ok = jnp.where(ok.any(-1, keepdims=True), ok, view["action_mask_A"])
   return jnp.where(ok.any(-1, keepdims=True), ok, view["exists_A"])
 

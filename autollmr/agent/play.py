@@ -43,6 +43,7 @@ def view(params: env_lib.EnvParams, family_N, obs: env_lib.Obs, sizes) -> dict:
   v["exists_A"] = params.cand_exists_NxA[t]
   v["family"] = family_N[t]
   v["turn_frac"] = obs.turn.astype(jnp.float32) / params.max_turns_N[t].astype(jnp.float32)
+  v["turns_left"] = params.max_turns_N[t] - obs.turn
   return v
 
 

@@ -104,6 +104,7 @@ def policy_inputs(view, exists_A, family: int, max_turns: int, pad: int = 256,
   v["exists_A"] = jnp.asarray(grow(exists_A))[None]
   v["family"] = jnp.asarray([family], jnp.int32)
   v["turn_frac"] = jnp.asarray([float(view["turn"]) / max(int(max_turns), 1)], jnp.float32)
+  v["turns_left"] = jnp.asarray([int(max_turns) - int(view["turn"])], jnp.int32)
   return v
 
 

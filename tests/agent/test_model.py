@@ -63,10 +63,27 @@ def test_shapes_and_mask(setup):
 
 def test_mask_keeps_an_option():
   v = dict(action_mask_A=jnp.array([[True, True, False]]), known_A=jnp.array([[True, True, False]]),
-           exists_A=jnp.array([[True, True, True]]))
+           exists_A=jnp.array([[True, True, True]]), is_target_A=jnp.array([[False, True, True]]),
+           cost_A=jnp.array([[0.1, 1.0, 1.0]]), budget_left=jnp.array([3.0]),
+           turns_left=jnp.array([5]))
   assert np.asarray(features.policy_mask(v)).tolist() == [[True, True, False]]
   v["action_mask_A"] = jnp.zeros((1, 3), bool)
   assert np.asarray(features.policy_mask(v)).tolist() == [[True, True, True]]
+
+
+def test_mask_keeps_budget_and_a_turn_for_a_target_run():
+  v = dict(action_mask_A=jnp.ones((1, 3), bool), known_A=jnp.zeros((1, 3), bool),
+           exists_A=jnp.ones((1, 3), bool), is_target_A=jnp.array([[False, False, True]]),
+           cost_A=jnp.array([[0.1, 0.5, 1.0]]), budget_left=jnp.array([1.5]),
+           turns_left=jnp.array([5]))
+  mask = lambda: np.asarray(features.policy_mask(v)).tolist()
+  assert mask() == [[True, True, True]]
+  v["budget_left"] = jnp.array([1.2])  # the 0.5 run would leave 0.7 < one target run
+  assert mask() == [[True, False, True]]
+  v["turns_left"] = jnp.array([1])  # the last turn: only a target run
+  assert mask() == [[False, False, True]]
+  v["known_A"] = jnp.array([[False, False, True]])  # a target result is known: cheap runs open
+  assert mask() == [[True, True, False]]
 
 
 def test_permutation_equivariant(setup):
