@@ -94,7 +94,7 @@ def kernel_features(g, view, kernels):
 
 
 def ridge_predict(z_BxAxD, zf_BxAxG, known_BxA, value_BxA, target_BxA, lam: float,
-                  fid_weight: float = 0.0, trend: float = 0.0):
+                  fid_weight: float = 0.0):
   """In-context quadratic ridge regression: value ~ [z, z^2, 1] fitted on the known results of
   each task (weight exp(-fid_weight |zf - zf_target|^2): 0 pools the visible fidelities, whose
   outcomes are already normalized per fidelity), predicted for every candidate, clipped to the
@@ -106,36 +106,19 @@ def ridge_predict(z_BxAxD, zf_BxAxG, known_BxA, value_BxA, target_BxA, lam: floa
   3B) and 0.007 vs 0.043 (hwgpt S -> M) against "the same config's cheap result"; worse on Step
   Law and grpo (0.012 vs 0.007, 0.079 vs 0.056), where the policy can keep to the kernels.
   """
-  x_BxAxP, w_BxA = ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight, trend, known_BxA)
+  x_BxAxP, w_BxA = ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight)
   xtx, xty = ridge_sums(x_BxAxP, w_BxA * known_BxA, jnp.where(known_BxA, value_BxA, 0.0))
   return ridge_solve(xtx, xty, x_BxAxP, jnp.full(x_BxAxP.shape[:1], lam, jnp.float32))
 
 
-def ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight: float, trend: float = 0.0,
-                 known_BxA=None):
+def ridge_design(z_BxAxD, zf_BxAxG, target_BxA, fid_weight: float):
   """(regressors [z, z^2, 1] per candidate, its row weight by nearness in fidelity features to
-  the task's target).
-
-  trend > 0 adds [z s, s], s = how much nearer the target a candidate's fidelity is than the
-  nearest known cheap result's (0 there, < 0 farther away, > 0 at the target): the quadratic's
-  linear terms, and so its optimum, then move linearly with scale and the fit extrapolates them
-  to the target, so an optimum that drifts across the visible fidelities is predicted where it
-  goes, not where it was (z^2 s, a changing curvature, cost 2x the solve for little).
-  With one visible fidelity s is 0 on every known row and the fit is the plain one.
-  """
+  the task's target)."""
   tgt = target_BxA.astype(jnp.float32)
   n_t = jnp.maximum(tgt.sum(-1, keepdims=True), 1.0)
   zf_t = (zf_BxAxG * tgt[..., None]).sum(1, keepdims=True) / n_t[..., None]
-  dist_BxA = jnp.sum((zf_BxAxG - zf_t) ** 2, -1)
-  w_BxA = jnp.exp(-fid_weight * dist_BxA)
-  x = [z_BxAxD, z_BxAxD ** 2]
-  if trend > 0:
-    dist_BxA = jnp.sqrt(dist_BxA)
-    cheap = (~target_BxA) & (known_BxA if known_BxA is not None else True)
-    near_B1 = jnp.min(jnp.where(cheap, dist_BxA, jnp.inf), -1, keepdims=True)
-    s_BxA = trend * jnp.where(jnp.isfinite(near_B1), near_B1 - dist_BxA, 0.0)[..., None]
-    x += [z_BxAxD * s_BxA, s_BxA]
-  return jnp.concatenate(x + [jnp.ones_like(z_BxAxD[..., :1])], -1), w_BxA  # intercept last
+  w_BxA = jnp.exp(-fid_weight * jnp.sum((zf_BxAxG - zf_t) ** 2, -1))
+  return jnp.concatenate([z_BxAxD, z_BxAxD ** 2, jnp.ones_like(z_BxAxD[..., :1])], -1), w_BxA
 
 
 def ridge_sums(x_BxAxP, w_BxA, y_BxA):
@@ -162,9 +145,9 @@ def with_z(mu_BxA, tgt_BxA):
   return [mu_BxA, jnp.where(sd > 1e-6, (mu_BxA - m) / jnp.maximum(sd, 1e-6), 0.0)]
 
 
-def ridge_features(g, view, lam: float, fid_weight: float, trend: float = 0.0):
+def ridge_features(g, view, lam: float, fid_weight: float):
   """`ridge_predict` from the geometry's standardized features: [raw, z-score over targets]."""
   tgt = view["is_target_A"] & view["exists_A"]
   mu = ridge_predict(g["z_BxAxD"], g["zf_BxAxG"], g["known_A"], view["value_A"], tgt, lam,
-                     fid_weight, trend)
+                     fid_weight)
   return jax.lax.stop_gradient(jnp.stack(with_z(mu, tgt), -1))

@@ -3,7 +3,7 @@
 Each candidate (config, fidelity) of the expanded observation is a token: fidelity features
 (padded to G_max), is_target, known, value (0 when unknown), log cost, per-kernel
 kernel-regression predictions of its value from the known results (`features.kernel_features`)
-and per model.ridges (lam:fid_weight[:trend]) an in-context quadratic ridge fit's prediction
+and per model.ridges (lam:fid_weight) an in-context quadratic ridge fit's prediction
 (`features.ridge_features`). Config features (zero-padded to D_max; more is an error) are
 standardized per task over the task's existing candidates, so tables on different scales look
 alike; they enter only through relative geometry (distances to known results), never as absolute
@@ -161,7 +161,7 @@ class Policy(nnx.Module):
          f32(known)[..., None],
          jnp.where(known, view["value_A"], 0.0)[..., None], lc_BxA[..., None],
          features.kernel_features(g, view, self.kernels)]
-        + [features.ridge_features(g, view, *r) for r in self.ridges], axis=-1)
+        + [features.ridge_features(g, view, lam, fw) for lam, fw in self.ridges], axis=-1)
     h_BxAxW = self.embed_mid(jax.nn.gelu(self.embed_in(tok_BxAxI)))
     h_BxAxW = jnp.where(exists[..., None], h_BxAxW, 0.0)
     pooled_BxW = h_BxAxW.sum(1) / jnp.maximum(f32(exists).sum(1), 1.0)[:, None]

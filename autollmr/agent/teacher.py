@@ -130,24 +130,14 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
     ex0 = view0_P["exists_A"]
     known0 = view0_P["known_A"] & ex0
     w_RxPxA, sums = [], []
-    x_RxPxAxP = []
-    for r in ridges:  # the row weights differ per fit, and the regressors with a trend
+    for _, fw in ridges:  # the regressors are the same for every fit, the row weights are not
       x_PxAxP, w = features.ridge_design(prior_P["z_BxAxD"], prior_P["zf_BxAxG"],
-                                         view0_P["is_target_A"] & ex0, r[1],
-                                         r[2] if len(r) > 2 else 0.0, known0)
-      x_RxPxAxP.append(x_PxAxP)
+                                         view0_P["is_target_A"] & ex0, fw)
       w_RxPxA.append(w)
-    n_par = max(x.shape[-1] for x in x_RxPxAxP)  # a plain fit's design zero-padded in front of
-    # its intercept (ridge_solve keeps the last column unpenalized); the padded columns fit 0
-    pad = lambda x: jnp.concatenate([x[..., :-1], jnp.zeros(x.shape[:-1] + (
-        n_par - x.shape[-1],)), x[..., -1:]], -1)
-    x_RxPxAxP = [pad(x) for x in x_RxPxAxP]
-    for x_PxAxP, w in zip(x_RxPxAxP, w_RxPxA):
       sums.append(
           features.ridge_sums(x_PxAxP, w * known0, jnp.where(known0, view0_P["value_A"], 0.0)))
     w_ExA = jnp.stack(w_RxPxA)[which_E, pair_E]
-    x_ExAxP = jnp.stack(x_RxPxAxP)[which_E, pair_E]
-    lam_E = jnp.asarray([r[0] for r in ridges], jnp.float32)[which_E]
+    lam_E = jnp.asarray([lam for lam, _ in ridges], jnp.float32)[which_E]
     ridge_carry = dict(xtx=jnp.stack([a for a, _ in sums])[which_E, pair_E],
                        xty=jnp.stack([b for _, b in sums])[which_E, pair_E],
                        seen=known0[pair_E])
@@ -169,13 +159,13 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
       e = jnp.arange(q_E.shape[0])
       new_E = ((obs.turn >= 1) & (obs.queried_T[e, slot] >= 0) & (mode_Ex2[:, 1] > 0)
                & ~prior["seen"][e, q_E] & v["known_A"][e, q_E])  # revealed, not seen before
-      xq_ExP = x_ExAxP[e, q_E]
+      xq_ExP = x_PxAxP[pair_E, q_E]
       a_E = new_E * w_ExA[e, q_E]
       prior = dict(prior, seen=prior["seen"].at[e, q_E].max(new_E),
                    xtx=prior["xtx"] + a_E[:, None, None] * xq_ExP[:, :, None] * xq_ExP[:, None],
                    xty=prior["xty"] + (a_E * obs.norm_T[e, slot])[:, None] * xq_ExP)
       mu_ExA = jnp.where(ridge_E[:, None], features.ridge_solve(
-          prior["xtx"], prior["xty"], x_ExAxP, lam_E), mu_ExA)
+          prior["xtx"], prior["xty"], x_PxAxP[pair_E], lam_E), mu_ExA)
     action_E = teacher_action(v, mu_ExA, key_t, mode_Ex2[:, 0])
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
