@@ -1,10 +1,10 @@
 """The landscape prior against the real tables: `python -m autollmr.prior calibrate --workdir=DIR`.
 
-  [--draws=200] [--band=2.5,97.5] [--seed=0] [--config=configs/rl.py]
+  [--config=configs/rl.py] [--config.prior.draws=200] [--config.prior.band=2.5,97.5]
 
 For every real table of the config (provenance "real"; curated as the main job curates it) the
 statistics of gym/landscape_stats.py over its training fidelities (those of its train + val tasks,
-adjacent pairs by level), and the real table's percentile among `--draws` tables of its kind drawn
+adjacent pairs by level), and the real table's percentile among `prior.draws` tables of its kind drawn
 from the prior (gym/prior.py: `prior.kind_of(family)`, every drawn fidelity). A statistic outside
 the band says the prior does not draw tables like this one. The pairs that end at a test target
 (its nearest visible fidelity -> the target) are reported apart, never tuned on.
@@ -36,11 +36,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/rl.py", "The config
                                           "are calibrated against (its --config.tasks.*).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where calibration.{md,json,png} go.",
                                required=True)
-_DRAWS = flags.DEFINE_integer("draws", 200, "Drawn tables per kind the real tables are ranked "
-                              "among.")
-_BAND = flags.DEFINE_list("band", ["2.5", "97.5"], "The percentiles a real table's statistic "
-                          "must fall between.")
-_SEED = flags.DEFINE_integer("seed", 0, "The draws' seed.")
 
 
 def percentile(value: float, draws: np.ndarray) -> float:
@@ -154,24 +149,26 @@ def main(argv):
   if argv[1:] != ["calibrate"]:
     raise errors.UserError(f"expected 'calibrate', got {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # jax's backend probing is loud at INFO
+  config = _CONFIG.value
+  pc = config.prior
   try:
-    band = tuple(float(b) for b in _BAND.value)
+    band = tuple(float(b) for b in str(pc.band).split(","))
   except ValueError:
     band = ()
   if len(band) != 2 or not 0 <= band[0] < band[1] <= 100:
-    raise errors.UserError(f"--band needs two percentiles lo,hi with 0 <= lo < hi <= 100, got "
-                           f"{','.join(_BAND.value)}")
-  if _DRAWS.value < 1:
-    raise errors.UserError(f"--draws must be at least 1, got {_DRAWS.value}")
-  config = _CONFIG.value
+    raise errors.UserError("--config.prior.band needs two percentiles lo,hi with 0 <= lo < hi "
+                           f"<= 100, got {pc.band}")
+  n_draws, seed = int(pc.draws), int(pc.calibration_seed)
+  if n_draws < 1:
+    raise errors.UserError(f"--config.prior.draws must be at least 1, got {n_draws}")
   tables = {n: t for n, t in pipeline.load_tables(config).items() if t.provenance == "real"}
   if not tables:
     raise errors.UserError("no real table here (provenance 'real'): point --config.data_dir or "
                            "$AUTOLLMR_DATA at the data directory")
   splits = pipeline.curate_all(config, tables)
   kinds = sorted({prior_lib.kind_of(t.family) for t in tables.values()})
-  draws = {k: draw_stats(k, _DRAWS.value, _SEED.value) for k in kinds}
-  out = dict(draws=_DRAWS.value, band=list(band), seed=_SEED.value, tables={})
+  draws = {k: draw_stats(k, n_draws, seed) for k in kinds}
+  out = dict(draws=n_draws, band=list(band), seed=seed, tables={})
   for name, t in tables.items():
     r = calibrate_table(t, splits[name], draws[prior_lib.kind_of(t.family)], band)
     out["tables"][name] = r

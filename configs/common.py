@@ -63,6 +63,8 @@ def base() -> ml_collections.ConfigDict:
   c.prior.only = False  # train and validate on drawn tables alone (no real table trained on)
   c.prior.seed = 1  # the draws' seed (val draws use seed + 10000)
   c.prior.draws = 200  # calibrate: drawn tables per kind the real tables are ranked among
+  c.prior.band = "2.5,97.5"  # calibrate: the percentiles a real table's statistic must fall between
+  c.prior.calibration_seed = 0  # calibrate: the draws' seed
 
   c.model = ml_collections.ConfigDict()
   c.model.max_config_features = 24  # config features zero-padded to this (more: an error)

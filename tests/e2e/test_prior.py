@@ -17,10 +17,11 @@ def test_calibrate_one_real_table(tmp_path, run_command, one_error_line):
     pytest.skip(f"no data directory with the real table {TABLE}")
   env = dict(AUTOLLMR_DATA=data, AUTOLLMR_CACHE=str(tmp_path / "cache"))
   work = tmp_path / "w"
-  calibrate = ("autollmr.prior", "calibrate", f"--workdir={work}", "--draws=20",
+  calibrate = ("autollmr.prior", "calibrate", f"--workdir={work}", "--config.prior.draws=20",
                f"--config.tasks.families={TABLE}")
   mistakes = [  # (args, env, what the line must say)
-      (("autollmr.prior", "calibrate", f"--workdir={work}", "--band=5"), env, "--band needs"),
+      (("autollmr.prior", "calibrate", f"--workdir={work}", "--config.prior.band=5"), env,
+       "prior.band needs"),
       (("autollmr.prior", "calibrate", f"--workdir={tmp_path / 'x'}",
         "--config.tasks.families=synthetic_regmix"), dict(env, AUTOLLMR_DATA="none"),
        "no real table here")]
