@@ -249,14 +249,23 @@ def curate(table, split: str, budgets, rhos, extra_turns: int) -> dict:
   return out
 
 
-def tables_and_splits(pc, budgets, extra_turns: int) -> tuple[dict, dict]:
-  """The drawn tables the agent trains on (`prior.tables` per kind) and validates on
-  (`prior.val_tables` per kind, other seeds), curated; pc: the config's `prior` block."""
+def kinds_of(pc) -> tuple[str, ...]:
+  """The kinds `prior.kinds` names ("" = every kind); a bad name is the user's one-line error."""
   kinds = [k.strip() for k in str(pc.kinds).split(",") if k.strip()] or list(KINDS)
   bad = [k for k in kinds if k not in KINDS]
   if bad:
     raise errors.UserError(f"--config.prior.kinds names {bad}; the prior draws {list(KINDS)}")
-  rhos = tuple(float(r) for r in str(pc.rhos).split(",") if r.strip())
+  return tuple(kinds)
+
+
+def rhos_of(pc) -> tuple[float, ...]:
+  return tuple(float(r) for r in str(pc.rhos).split(",") if r.strip())
+
+
+def tables_and_splits(pc, budgets, extra_turns: int) -> tuple[dict, dict]:
+  """The drawn tables the agent trains on (`prior.tables` per kind) and validates on
+  (`prior.val_tables` per kind, other seeds), curated; pc: the config's `prior` block."""
+  kinds, rhos = kinds_of(pc), rhos_of(pc)
   tables, splits = {}, {}
   for split, n, seed in (("train", int(pc.tables), int(pc.seed)),
                          ("val", int(pc.val_tables), int(pc.seed) + 10_000)):

@@ -47,8 +47,12 @@ def levels(table) -> list[float]:
   return [float(f) for f in range(table.num_fidelities)]
 
 
+ONLINE_EXTRA_TURNS = 8  # turns beyond K below rho = 1 (cheap runs must be bought first)
+
+
 def curate(table, budgets=(1, 2, 3, 4, 5), test_rho: float = 1.0,
-           train_rhos=(1.0,), extra_turns: int = 2, online_extra_turns: int = 8,
+           train_rhos=(1.0,), extra_turns: int = 2,
+           online_extra_turns: int = ONLINE_EXTRA_TURNS,
            targets=(), test_only: bool = False, every_level: bool = False) -> dict:
   """Train / val / test tasks of one table: {"train": [...], "val": [...], "test": [...]}.
 
