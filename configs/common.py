@@ -124,6 +124,7 @@ def base() -> ml_collections.ConfigDict:
   c.rl.checkpoint_every = 20  # updates; each checkpoint is validated
   c.rl.select_on_val = True  # evaluate the checkpoint the gate chose (else the last one)
   c.rl.select_z = 2.0  # a checkpoint must beat the start by this many clustered s.e.
+  c.rl.prior_share = 0.0  # share of each update's task groups drawn anew from the prior on device
   c.rl.holdout_configs = 0.5  # share of configs RL never sees a target result of (0: off)
   c.rl.log_every = 5  # updates
 

@@ -35,15 +35,25 @@ def greedy_action(logits_BxA, tol: float = TIE_TOL):
   return jnp.argmax(logits_BxA >= best_B1 - tol, -1).astype(jnp.int32)  # first True
 
 
-def view(params: env_lib.EnvParams, family_N, obs: env_lib.Obs, sizes) -> dict:
+def view(params: env_lib.EnvParams, family_N, obs: env_lib.Obs, sizes,
+         per_episode: bool = False) -> dict:
   """The policy's input for a batch of observations (leading axis B): expand_obs plus the
-  existing-candidate mask, the table family and the turn as a fraction of the task's turns."""
-  v = jax.vmap(lambda o: env_lib.expand_obs(params, o, sizes))(obs)
-  t = obs.task
-  v["exists_A"] = params.cand_exists_NxA[t]
-  v["family"] = family_N[t]
-  v["turn_frac"] = obs.turn.astype(jnp.float32) / params.max_turns_N[t].astype(jnp.float32)
-  v["turns_left"] = params.max_turns_N[t] - obs.turn
+  existing-candidate mask, the table family and the turn as a fraction of the task's turns.
+  per_episode: params holds one single-task EnvParams per observation (leading axis B on every
+  leaf, e.g. drawn landscapes: gym/prior_env.py) and family_N one family per observation."""
+  if per_episode:
+    v = jax.vmap(lambda p, o: env_lib.expand_obs(p, o, sizes))(params, obs)
+    exists_BxA, family_B, turns_B = (params.cand_exists_NxA[:, 0], family_N,
+                                     params.max_turns_N[:, 0])
+  else:
+    v = jax.vmap(lambda o: env_lib.expand_obs(params, o, sizes))(obs)
+    t = obs.task
+    exists_BxA, family_B, turns_B = (params.cand_exists_NxA[t], family_N[t],
+                                     params.max_turns_N[t])
+  v["exists_A"] = exists_BxA
+  v["family"] = family_B
+  v["turn_frac"] = obs.turn.astype(jnp.float32) / turns_B.astype(jnp.float32)
+  v["turns_left"] = turns_B - obs.turn
   return v
 
 

@@ -10,6 +10,11 @@ then `rl.epochs` passes of the PPO-clipped loss on every turn's action log-proba
 the frozen reference (distilled) policy - entropy bonus, and an optax step. `rl.updates_per_call`
 updates run in one call via lax.scan.
 
+The landscape prior (`rl.prior_share` > 0): that share of the M groups plays landscapes drawn
+anew every update inside the same jit (gym/prior_env.py: prior.draw, then the task's EnvParams,
+one per episode, the env vmapped over them); the rest play the real training bank as above. The
+loss averages every turn of both parts. Metrics add `regret_prior`, the drawn groups' regret.
+
 Episodes are stored as their O(T) Obs; the loss rebuilds each turn's view from the env params
 (play_lib.view), as sft.py does, so nothing A-sized is kept between rollout and loss.
 
@@ -43,27 +48,37 @@ from autollmr.agent import optim
 from autollmr.agent import play as play_lib
 from autollmr.agent import train_log
 from autollmr.gym import env as env_lib
+from autollmr.gym import prior
+from autollmr.gym import prior_env
 from autollmr.gym import substudies
+from autollmr.gym import tasks as tasks_lib
 
 
-def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, mesh=None):
+def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_keys, mesh=None,
+            per_episode: bool = False):
   """G-grouped episodes with sampled actions; per-turn records (leading T) and final info.
-  mesh: split the episodes over its `data` axis."""
+  mesh: split the episodes over its `data` axis. per_episode: params holds one single-task
+  EnvParams per episode (leading axis B; drawn landscapes) and family_N one family per episode."""
   if mesh is not None:
     task_B, seed_B = sharding.constrain_batch((task_B, seed_B), mesh)
-  state = jax.vmap(lambda t, s: env_lib.fresh_state(params, sizes, t, s, 0))(task_B, seed_B)
+    if per_episode:
+      params, family_N = sharding.constrain_batch((params, family_N), mesh)
+  pax = 0 if per_episode else None  # the params' vmap axis
+  state = jax.vmap(lambda p, t, s: env_lib.fresh_state(p, sizes, t, s, 0),
+                   in_axes=(pax, 0, 0))(params, task_B, seed_B)
   done_B = jnp.zeros(task_B.shape, bool)
 
   def turn(carry, key_t):
     state, done_B = carry
-    obs = jax.vmap(lambda s: env_lib.observe(params, s))(state)
-    v = play_lib.view(params, family_N, obs, sizes)
+    obs = jax.vmap(env_lib.observe, in_axes=(pax, 0))(params, state)
+    v = play_lib.view(params, family_N, obs, sizes, per_episode)
     logits_BxA = model(v, max_keys)[0]
     ref_logits_BxA = ref_model(v, max_keys)[0]
     action_B = jax.random.categorical(key_t, logits_BxA).astype(jnp.int32)
     logp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxA), action_B[:, None], 1)[:, 0]
     _, nxt, reward_B, _, _, info = jax.vmap(
-        lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_B)
+        lambda s, a, p: env_lib.step(s, a, p, sizes, auto_reset=False),
+        in_axes=(0, 0, pax))(state, action_B, params)
     state = jax.tree.map(lambda n, s: jnp.where(
         done_B.reshape(done_B.shape + (1,) * (n.ndim - 1)), s, n), nxt, state)
     out = dict(obs=obs, action=action_B, logp=logp_B, ref_logits=ref_logits_BxA,
@@ -73,7 +88,7 @@ def rollout(model, ref_model, params, family_N, task_B, seed_B, key, sizes, max_
 
   keys = jax.random.split(key, sizes.max_turns)
   (state, _), traj_T = jax.lax.scan(turn, (state, done_B), keys)
-  regret_B = env_lib.regret_of(params, state.task, state.best)
+  regret_B = jax.vmap(env_lib.regret_of, in_axes=(pax, 0, 0))(params, state.task, state.best)
   return traj_T, regret_B
 
 
@@ -88,15 +103,33 @@ def advantages(reward_TxB, active_TxB, group: int):
   return jnp.broadcast_to(adv_B, (T, B)) * active_TxB
 
 
-def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh):
-  """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step),
-  with the state's and reference's shardings (sharding.state_shardings); the state is donated."""
-  M, G = int(rc.tasks_per_update), int(rc.group_size)
-  sharding.check_divisible(M * G, mesh, "--config.rl.tasks_per_update x --config.rl.group_size")
+def prior_groups(rc) -> int:
+  """How many of an update's M task groups are drawn from the landscape prior (rl.prior_share)."""
+  share = float(rc.prior_share)
+  if not 0.0 <= share <= 1.0:
+    raise errors.UserError(f"--config.rl.prior_share={share}: a share, between 0 and 1")
+  return int(round(share * int(rc.tasks_per_update)))
 
-  def loss_fn(model, obs_flat, action, logp_old, adv, active, ref_logits, params, family_N):
-    v = play_lib.view(params, family_N, obs_flat, sizes)
-    logits_NxA = model(v, max_keys)[0]
+
+def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh, draw=None):
+  """The jitted function: `updates_per_call` full GRPO updates (rollout, advantages, loss, step),
+  with the state's and reference's shardings (sharding.state_shardings); the state is donated.
+  draw: dict(fn=key, n -> (per-episode EnvParams, family_n), sizes=EnvSizes, max_keys): the prior's
+  landscapes (gym/prior_env.py), new ones every update for round(rl.prior_share * M) groups."""
+  M, G = int(rc.tasks_per_update), int(rc.group_size)
+  Mp = prior_groups(rc) if draw is not None else 0
+  Mr = M - Mp
+  sharding.check_divisible(M * G, mesh, "--config.rl.tasks_per_update x --config.rl.group_size")
+  if Mp:
+    sharding.check_divisible(Mp * G, mesh, "round(rl.prior_share x rl.tasks_per_update) x "
+                             "rl.group_size")
+
+  def token_terms(model, part, per_episode):
+    """Per-turn PPO terms of one part of the batch (the real tables' or the prior's)."""
+    obs_flat, action, logp_old, adv, active, ref_logits, params, family = part
+    sz = draw["sizes"] if per_episode else sizes
+    v = play_lib.view(params, family, obs_flat, sz, per_episode)
+    logits_NxA = model(v, draw["max_keys"] if per_episode else max_keys)[0]
     logp_NxA = jax.nn.log_softmax(logits_NxA)
     logp = jnp.take_along_axis(logp_NxA, action[:, None], 1)[:, 0]
     ratio = jnp.exp(logp - logp_old)
@@ -104,44 +137,74 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
     p_NxA = jnp.exp(logp_NxA)
     kl = jnp.sum(p_NxA * (logp_NxA - jax.nn.log_softmax(ref_logits)), -1)
     ent = -jnp.sum(p_NxA * logp_NxA, -1)
-    w = active.astype(jnp.float32)
+    clipped = (jnp.abs(ratio - 1) > rc.clip_eps).astype(jnp.float32)
+    return pg, kl, ent, clipped, active.astype(jnp.float32)
+
+  def loss_fn(model, parts, kinds):
+    terms = [token_terms(model, part, per_episode) for part, per_episode in zip(parts, kinds)]
+    pg, kl, ent, clipped, w = (jnp.concatenate(x) for x in zip(*terms))
     n = jnp.maximum(w.sum(), 1.0)
     mean = lambda x: (x * w).sum() / n
     loss = mean(pg) + rc.kl_coef * mean(kl) - rc.entropy_coef * mean(ent)
-    clipped = mean((jnp.abs(ratio - 1) > rc.clip_eps).astype(jnp.float32))
-    return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent), clip_frac=clipped)
+    return loss, dict(pg=mean(pg), kl=mean(kl), entropy=mean(ent), clip_frac=mean(clipped))
+
+  def play_part(model, ref_model, params, family, m, k_seed, k_roll, sz, keys_max, per_episode):
+    """m groups of G episodes: (the loss's batch, regret_B, the trajectories)."""
+    task_B = (jnp.zeros((m * G,), jnp.int32) if per_episode
+              else jnp.repeat(jnp.arange(m, dtype=jnp.int32), G))
+    seed_B = jax.random.bits(k_seed, (m * G,), jnp.uint32)
+    traj, regret_B = rollout(model, ref_model, params, family, task_B, seed_B, k_roll, sz,
+                             keys_max, mesh, per_episode)
+    adv_TxB = advantages(traj["reward"], traj["active"], G)
+    T = sz.max_turns
+    # episode-major (B x T -> B*T): the loss batch stays split over `data` as the episodes were
+    flat = lambda x: sharding.constrain_batch(
+        jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), mesh)
+    if per_episode:  # each turn's view needs its episode's landscape
+      params = jax.tree.map(lambda x: jnp.repeat(x, T, 0), params)
+      family = jnp.repeat(family, T)
+    part = (jax.tree.map(flat, traj["obs"]), flat(traj["action"]), flat(traj["logp"]),
+            flat(adv_TxB), flat(traj["active"]), flat(traj["ref_logits"]), params, family)
+    return part, regret_B, traj
 
   def one_update(carry, key):
     state, ref_state, bank, bank_family_N = carry
     model, opt = nnx.merge(graphdef, state)
     ref_model = nnx.merge(ref_graphdef, ref_state)
     k_task, k_seed, k_roll = jax.random.split(key, 3)
-    k_task, k_aug = jax.random.split(k_task)
-    task_M = jax.random.choice(k_task, bank_family_N.shape[0], (M,))
-    # the group's G episodes share one random sub-study (rl.drop_*; 0 = the task as it is)
-    params = substudies.sub_studies(bank, task_M, k_aug, rc.drop_configs, rc.drop_fidelities)
-    family_N = bank_family_N[task_M]
-    task_B = jnp.repeat(jnp.arange(M, dtype=jnp.int32), G)
-    seed_B = jax.random.bits(k_seed, (M * G,), jnp.uint32)
-    traj, regret_B = rollout(model, ref_model, params, family_N, task_B, seed_B, k_roll, sizes,
-                             max_keys, mesh)
-    adv_TxB = advantages(traj["reward"], traj["active"], G)
-    # episode-major (B x T -> B*T): the loss batch stays split over `data` as the episodes were
-    flat = lambda x: sharding.constrain_batch(
-        jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), mesh)
-    obs_flat = jax.tree.map(flat, traj["obs"])
-    batch = (obs_flat, flat(traj["action"]), flat(traj["logp"]), flat(adv_TxB),
-             flat(traj["active"]), flat(traj["ref_logits"]))
+    parts, kinds, regrets, trajs = [], [], [], []
+    if Mr:
+      k_task, k_aug = jax.random.split(k_task)
+      task_M = jax.random.choice(k_task, bank_family_N.shape[0], (Mr,))
+      # the group's G episodes share one random sub-study (rl.drop_*; 0 = the task as it is)
+      params = substudies.sub_studies(bank, task_M, k_aug, rc.drop_configs, rc.drop_fidelities)
+      out = play_part(model, ref_model, params, bank_family_N[task_M], Mr, k_seed, k_roll, sizes,
+                      max_keys, False)
+      parts.append(out[0]), kinds.append(False), regrets.append(out[1]), trajs.append(out[2])
+    if Mp:  # new landscapes every update, each group its own
+      k_draw, k_seed, k_roll = jax.random.split(jax.random.fold_in(key, 1), 3)
+      params, family = draw["fn"](k_draw, Mp)
+      params = jax.tree.map(lambda x: jnp.repeat(x, G, 0), params)
+      family = jnp.repeat(family, G)
+      sz = draw["sizes"]
+      out = play_part(model, ref_model, params, family, Mp, k_seed, k_roll, sz,
+                      draw["max_keys"], True)
+      parts.append(out[0]), kinds.append(True), regrets.append(out[1]), trajs.append(out[2])
     aux = {}
     for _ in range(int(rc.epochs)):
-      (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True, argnums=nnx.DiffState(
-          0, opt.wrt))(model, *batch, params, family_N)
+      (loss, aux), grads = nnx.value_and_grad(
+          lambda m, p: loss_fn(m, p, kinds), has_aux=True,
+          argnums=nnx.DiffState(0, opt.wrt))(model, parts)
       opt.update(model, grads)
-    turns = jnp.maximum(traj["active"].sum(), 1)
-    metrics = dict(aux, loss=loss, regret=regret_B.mean(),
-                   ret=traj["reward"].sum(0).mean(),
-                   invalid_rate=traj["invalid"].sum() / turns,
-                   repeat_rate=traj["repeat"].sum() / turns, turns=turns.astype(jnp.float32))
+    total = lambda k: sum(tr[k].sum() for tr in trajs)
+    turns = jnp.maximum(total("active"), 1)
+    n_ep = sum(tr["reward"].shape[1] for tr in trajs)
+    metrics = dict(aux, loss=loss, regret=jnp.concatenate(regrets).mean(),
+                   ret=sum(tr["reward"].sum() for tr in trajs) / n_ep,
+                   invalid_rate=total("invalid") / turns,
+                   repeat_rate=total("repeat") / turns, turns=turns.astype(jnp.float32))
+    if Mp:
+      metrics["regret_prior"] = regrets[-1].mean()
     return (nnx.state((model, opt)), ref_state, bank, bank_family_N), metrics
 
   rep = sharding.replicated(mesh)
@@ -154,6 +217,22 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
     return state, jax.tree.map(jnp.mean, metrics)
 
   return updates
+
+
+def prior_draw(config) -> dict:
+  """The prior's landscapes as RL draws them (make_update's `draw`): the kinds and rhos of
+  config.prior, the budgets and turns of config.tasks, features padded to the model's maxima."""
+  budgets = tuple(float(k) for k in str(config.tasks.budgets).split(",") if k.strip())
+  fn = functools.partial(
+      prior_env.draw_tasks, kinds=prior.kinds_of(config.prior), budgets=budgets,
+      rhos=prior.rhos_of(config.prior), extra_turns=int(config.tasks.extra_turns),
+      online_extra_turns=tasks_lib.ONLINE_EXTRA_TURNS,
+      d_max=int(config.model.max_config_features), g_max=int(config.model.max_fidelity_features),
+      invalid_penalty=float(config.env.invalid_penalty),
+      repeat_penalty=float(config.env.repeat_penalty))
+  sizes = prior_env.env_sizes(budgets, tasks_lib.ONLINE_EXTRA_TURNS)
+  return dict(fn=fn, sizes=sizes, max_keys=min(sizes.num_candidates + sizes.max_turns,
+                                               int(config.model.max_keys)))
 
 
 def init_states(config, workdir):
@@ -185,7 +264,8 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
   mesh = sharding.make_mesh(config)
   state_sh = sharding.state_shardings(state, mesh, config.mesh.params)
   ref_sh = sharding.state_shardings(ref_state, mesh, config.mesh.params)
-  update = make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh)
+  update = make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref_sh,
+                       prior_draw(config) if prior_groups(rc) else None)
   state, ref_state = sharding.put((state, ref_state), (state_sh, ref_sh))
   env_params, family_N = sharding.put((bank["params"], bank["family_N"]),
                                       sharding.replicated(mesh))
