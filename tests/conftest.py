@@ -27,6 +27,28 @@ from autollmr import pipeline
 from configs import sft as sft_config
 
 
+# Seconds on the 2-core CPU (fresh clone, 2026-12-06, `--durations`): the long tests, so the two
+# workers each start with half of them (worksteal splits the queue in two halves by count)
+# instead of one worker finishing alone with them. A module's tests stay together (shared setup).
+SLOW = {"tests/agent/test_sharding.py": 145, "tests/e2e/test_benchmark.py": 130,
+        "tests/e2e/test_multihost.py": 125, "tests/e2e/test_smoke_run.py": 80,
+        "tests/agent/test_rl_prior.py": 55, "tests/e2e/test_ablate.py": 60,
+        "tests/evaluation/test_evaluate.py": 70, "tests/agent/test_rl_resume.py": 40,
+        "tests/e2e/test_cli.py": 70}
+
+
+def pytest_collection_modifyitems(config, items):
+  slow = {m: [i for i in items if i.nodeid.split("::")[0] == m] for m in SLOW}
+  fast = [i for i in items if i.nodeid.split("::")[0] not in SLOW]
+  halves, load = ([], []), [0, 0]
+  for m in sorted(SLOW, key=lambda m: -SLOW[m]):  # longest first, to the lighter half
+    h = int(load[1] < load[0])
+    halves[h].extend(slow[m])
+    load[h] += SLOW[m]
+  cut = max(0, min(len(fast), (len(items) // 2) - len(halves[0])))
+  items[:] = halves[0] + fast[:cut] + halves[1] + fast[cut:]
+
+
 def pytest_unconfigure(config):
   if CACHE_MADE_HERE:  # the controller, after its workers
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
