@@ -172,24 +172,23 @@ def make_update(graphdef, ref_graphdef, sizes, max_keys, rc, mesh, state_sh, ref
     model, opt = nnx.merge(graphdef, state)
     ref_model = nnx.merge(ref_graphdef, ref_state)
     k_task, k_seed, k_roll = jax.random.split(key, 3)
-    parts, kinds, regrets, trajs = [], [], [], []
+    played = []  # per part (the bank's, the prior's): (the loss's batch, regret_B, trajectories)
     if Mr:
       k_task, k_aug = jax.random.split(k_task)
       task_M = jax.random.choice(k_task, bank_family_N.shape[0], (Mr,))
       # the group's G episodes share one random sub-study (rl.drop_*; 0 = the task as it is)
       params = substudies.sub_studies(bank, task_M, k_aug, rc.drop_configs, rc.drop_fidelities)
-      out = play_part(model, ref_model, params, bank_family_N[task_M], Mr, k_seed, k_roll, sizes,
-                      max_keys, False)
-      parts.append(out[0]), kinds.append(False), regrets.append(out[1]), trajs.append(out[2])
+      played.append(play_part(model, ref_model, params, bank_family_N[task_M], Mr, k_seed,
+                              k_roll, sizes, max_keys, False))
     if Mp:  # new landscapes every update, each group its own
       k_draw, k_seed, k_roll = jax.random.split(jax.random.fold_in(key, 1), 3)
       params, family = draw["fn"](k_draw, Mp)
       params = jax.tree.map(lambda x: jnp.repeat(x, G, 0), params)
       family = jnp.repeat(family, G)
-      sz = draw["sizes"]
-      out = play_part(model, ref_model, params, family, Mp, k_seed, k_roll, sz,
-                      draw["max_keys"], True)
-      parts.append(out[0]), kinds.append(True), regrets.append(out[1]), trajs.append(out[2])
+      played.append(play_part(model, ref_model, params, family, Mp, k_seed, k_roll,
+                              draw["sizes"], draw["max_keys"], True))
+    parts, regrets, trajs = zip(*played)
+    kinds = [False] * bool(Mr) + [True] * bool(Mp)  # per part: per-episode params or the bank
     aux = {}
     for _ in range(int(rc.epochs)):
       (loss, aux), grads = nnx.value_and_grad(
