@@ -27,6 +27,7 @@ setuptools.setup(
         "scikit-learn==1.9.1",
         "threadpoolctl==3.8.0",
         "scipy==1.18.1",
+        "flatbuffers==25.12.19",  # jax.export's serialization: the advisor keeps its policy programs
         # the benchmark's statistics (evaluation/bench_stats.py): rliable.metrics (IQM, probability
         # of improvement) and autorank (Friedman, Nemenyi CD diagrams). rliable pulls arch < 8,
         # whose import fails under pandas 3: rliable.library (its bootstrap) is not imported.

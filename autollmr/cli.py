@@ -12,6 +12,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import ml_collections
 
 from autollmr import errors
@@ -38,6 +39,7 @@ def _parse(argv):
 
 def run(main):
   def guarded(argv):
+    logging.set_verbosity(logging.WARNING)  # jax and orbax are loud at INFO
     try:
       return main(argv)
     except (errors.UserError, app.UsageError) as e:

@@ -1,6 +1,7 @@
 """Test-session settings, read before any test imports jax.
 
-One persistent XLA compilation cache per test session (a fresh directory, removed at the end): the
+One persistent XLA compilation cache per test session (a fresh directory, removed at the end; so
+is $AUTOLLMR_CACHE, where tables and the advisor's programs are kept): the
 tests and their subprocesses compile the same tiny programs many times, and on 2 CPU cores
 compiling is most of a tiny test's time. For the same reason XLA's backend runs without its
 expensive optimizations (tiny programs run fast either way; results are compared within a run).
@@ -14,6 +15,9 @@ import tempfile
 CACHE_MADE_HERE = "JAX_COMPILATION_CACHE_DIR" not in os.environ  # the workers inherit it
 if CACHE_MADE_HERE:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="autollmr-xla-")
+USER_CACHE_MADE_HERE = "AUTOLLMR_CACHE" not in os.environ  # tables, the advisor's programs
+if USER_CACHE_MADE_HERE:
+  os.environ["AUTOLLMR_CACHE"] = tempfile.mkdtemp(prefix="autollmr-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -52,6 +56,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_unconfigure(config):
   if CACHE_MADE_HERE:  # the controller, after its workers
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+  if USER_CACHE_MADE_HERE:
+    shutil.rmtree(os.environ["AUTOLLMR_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -51,9 +51,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from autollmr import errors
+from autollmr.advisor import policy_cache
 from autollmr.advisor import sweep
-from autollmr.agent import checkpoints
 from autollmr.evaluation import choosers
 from autollmr.gym import build
 from autollmr.gym import table as table_lib
@@ -86,8 +85,7 @@ learned = lazy("autollmr.peers.learned")
 EXTRA_TURNS = 2  # as tasks.curate at rho = 1: the policy's turn fraction means the same
 
 
-class Refusal(errors.UserError):
-  """The advisor cannot answer this question; the message says what is missing."""
+Refusal = policy_cache.Refusal
 
 
 def use_compile_cache() -> str | None:
@@ -104,28 +102,6 @@ def use_compile_cache() -> str | None:
   if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" not in os.environ:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return jax.config.jax_compilation_cache_dir
-
-
-def load_agent(agent_dir: str, policy: str = "auto"):
-  """(model, config, which, played) from a workdir of `python -m autollmr.main` (its config.json
-  and its RL or SFT checkpoint; auto: RL when there is one, the final stage). played: dict(played,
-  note) naming the policy actually loaded (the RL stage may have kept the distilled one)."""
-  path = os.path.join(agent_dir, "config.json")
-  if not os.path.exists(path):
-    raise Refusal(f"--agent {agent_dir}: no config.json there (not a workdir of "
-                  "`python -m autollmr.main`)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  order = {"auto": ("rl", "sft"), "rl": ("rl",), "sft": ("sft",)}[policy]
-  for which in order:
-    model = (checkpoints.load_rl_policy if which == "rl"
-             else checkpoints.load_sft_policy)(config, agent_dir)
-    if model is not None:
-      played = (checkpoints.rl_policy_played(config, agent_dir) if which == "rl" else
-                dict(played="sft", step=None, note="the distilled (SFT) policy"))
-      return model, config, which, played
-  raise Refusal(f"--agent {agent_dir}: no {' or '.join(order)} checkpoint under it "
-                f"({agent_dir}/sft/ckpt, {agent_dir}/rl/ckpt)")
 
 
 def policy_label(which: str, played: dict) -> str:
@@ -195,10 +171,10 @@ def load_method(table: Table, t: int, visible: list[int], agent_dir: str | None,
                 method: str | None, policy: str):
   """(agent or None, config, label, policy info or None)."""
   if agent_dir is not None:
-    model, config, which, played = load_agent(agent_dir, policy)
-    check_agent_can_read(table, t, visible, config)
-    label = f"agent {agent_dir} ({policy_label(which, played)})"
-    return model, config, label, dict(asked=policy, loaded=which, **played)
+    agent = policy_cache.ExportedPolicy(agent_dir, policy)
+    check_agent_can_read(table, t, visible, agent.config)
+    label = f"agent {agent_dir} ({policy_label(agent.which, agent.played)})"
+    return agent, agent.config, label, dict(asked=policy, loaded=agent.which, **agent.played)
   if method not in registry.PEERS:
     raise Refusal(f"--method {method!r} is not a peer; peers: {sorted(registry.PEERS)}")
   if not registry.applicable(method, table):
@@ -287,7 +263,8 @@ def prepare(spec_path: str, target: str, k: int, agent_dir: str | None = None,
     record(q, int(a), table.values_FxC[t, ctx.cand_config_A[a]], budget=False)
   if agent is not None:
     q.chooser = choosers.AgentChooser(agent, ctx.cand_exists_A,
-                                      table_lib.family_id(table.family), task.max_turns)
+                                      table_lib.family_id(table.family), task.max_turns,
+                                      log_probs_fn=agent.log_probs)
   else:
     learned.set_training_sources(None)
     q.chooser = choosers.PeerChooser(registry.PEERS[method](ctx, seed), ctx.cand_exists_A)

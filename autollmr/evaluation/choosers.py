@@ -1,12 +1,13 @@
 """Step-by-step choosers for transcripts and the advisor, and the evidence behind each choice.
 
 Evidence (why this choice): for the policy, GRADIENT SALIENCY of the chosen action's log-prob with
-respect to the known tokens' values, d log p(a) / d value_k, by central finite differences. Not
+respect to the known tokens' values, d log p(a) / d value_k, by forward finite differences. Not
 autodiff: the model's kernel-regression input features (features.kernel_features) stop gradients,
 and they are the main path from a known value to a candidate's logit, so jax.grad would miss most
 of it (and attention weights would miss it entirely). The pool is the chosen candidate's nearest
 known results by the kernel below plus the best known ones (POOL slots, one batched forward pass),
-not all known tokens: a far, mediocre result moves no logit, and the pass stays cheap. For peers
+not all known tokens: a far, mediocre result moves no logit, and the pass stays cheap (one
+forward pass of 1 + POOL rows; forward, not central, differences: half the rows). For peers
 without a policy: the known results the kernel regression weighs most for the chosen config.
 
 Predicted outcome of a query: a kernel-regression prediction from the results known at the moment
@@ -15,7 +16,6 @@ config's outcome, so it is not used as one.
 """
 from __future__ import annotations
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,9 +24,9 @@ from autollmr.agent import play as play_lib
 
 KERNEL_H, KERNEL_LAM = 0.1, 2.0  # bandwidth (mean sq. standardized distance), fidelity weight
 
-POOL = 16  # known results whose saliency is measured per decision (one forward pass of 2 POOL+1)
+POOL = 8  # known results whose saliency is measured per decision (one forward pass of POOL+1)
 
-NEAR_IN_POOL = 12  # of which the nearest by the kernel; the rest the best known
+NEAR_IN_POOL = 6  # of which the nearest by the kernel; the rest the best known
 
 DELTA = 0.1  # finite-difference step, in score units
 
@@ -99,12 +99,15 @@ def policy_inputs(view, exists_A, family: int, max_turns: int, pad: int = 256,
     if width is not None and x.ndim == 2:
       cols = [(0, max(width - x.shape[1], 0))]
     return np.pad(x, [(0, extra)] + cols)
+  def x32(x):  # numpy with jax's dtypes (float32, int32): no jax op per input (~10 ms each)
+    x = np.asarray(x)
+    return x.astype(jax.dtypes.canonicalize_dtype(x.dtype))[None]
   widths = {"config_features_AxD": d_max, "fidelity_features_AxG": g_max}
-  v = {k: jnp.asarray(grow(x, widths.get(k)))[None] for k, x in view.items()}
-  v["exists_A"] = jnp.asarray(grow(exists_A))[None]
-  v["family"] = jnp.asarray([family], jnp.int32)
-  v["turn_frac"] = jnp.asarray([float(view["turn"]) / max(int(max_turns), 1)], jnp.float32)
-  v["turns_left"] = jnp.asarray([int(max_turns) - int(view["turn"])], jnp.int32)
+  v = {k: x32(grow(x, widths.get(k))) for k, x in view.items()}
+  v["exists_A"] = x32(grow(exists_A))
+  v["family"] = np.asarray([family], np.int32)
+  v["turn_frac"] = np.asarray([float(view["turn"]) / max(int(max_turns), 1)], np.float32)
+  v["turns_left"] = np.asarray([int(max_turns) - int(view["turn"])], np.int32)
   return v
 
 
@@ -114,8 +117,10 @@ _LOGP = {}
 def log_probs(model, v, bump_BxA=None) -> np.ndarray:
   """log softmax of the policy's masked pointer logits for one view (batch of one) with each row
   of `bump_BxA` added to its known values: B x A. Two compiled programs per candidate count: one
-  row (choosing; no bump) and 1 + 2 * POOL rows (saliency)."""
+  row (choosing; no bump) and 1 + POOL rows (saliency)."""
   if "f" not in _LOGP:
+    # imported here: flax is ~0.4 s of the advisor's start, whose exported programs need none
+    from flax import nnx  # pylint: disable=g-import-not-at-top
 
     @nnx.jit
     def f(model, v, bump):
@@ -129,16 +134,16 @@ def log_probs(model, v, bump_BxA=None) -> np.ndarray:
   return np.asarray(_LOGP["f"](model, v, jnp.asarray(bump_BxA)))
 
 
-def saliency(model, v, action: int, pool) -> np.ndarray:
-  """d log p(action) / d value_k for each known candidate k in `pool` (at most POOL), by central
-  differences: rows 2j+1, 2j+2 move candidate pool[j]'s value by +-DELTA."""
+def saliency(log_probs_fn, v, action: int, pool) -> np.ndarray:
+  """d log p(action) / d value_k for each known candidate k in `pool` (at most POOL), by forward
+  differences: row 0 is the view as is, row j+1 moves candidate pool[j]'s value by DELTA.
+  log_probs_fn(v, bump_BxA): as `log_probs` of the policy."""
   pool = np.asarray(pool, np.int64)[:POOL]
-  bump = np.zeros((1 + 2 * POOL, v["value_A"].shape[1]), np.float32)
+  bump = np.zeros((1 + POOL, v["value_A"].shape[1]), np.float32)
   j = np.arange(len(pool))
-  bump[1 + 2 * j, pool] = DELTA
-  bump[2 + 2 * j, pool] = -DELTA
-  lp = log_probs(model, v, bump)[:, action]
-  return (lp[1 + 2 * j] - lp[2 + 2 * j]) / (2 * DELTA)
+  bump[1 + j, pool] = DELTA
+  lp = log_probs_fn(v, bump)[:, action]
+  return (lp[1 + j] - lp[0]) / DELTA
 
 
 def evidence_pool(view, exists_A, action: int) -> np.ndarray:
@@ -154,18 +159,22 @@ def evidence_pool(view, exists_A, action: int) -> np.ndarray:
 class AgentChooser:
   """The greedy policy as a step-by-step chooser (play_lib.greedy_action, as the batched play: a
   question asked here alone gets the evaluation's answer); evidence by finite-difference
-  saliency."""
+  saliency. `model` gives the input sizes (d_max, g_max); log_probs_fn(v, bump_BxA) its
+  log-probabilities (default `log_probs` of the nnx model; the advisor passes its exported
+  programs, advisor/policy_cache.py)."""
   kind, evidence_col = "policy", "saliency"
   evidence_label = "saliency d log p(query) / d score (finite differences)"
 
-  def __init__(self, model, exists_A, family: int, max_turns: int):
+  def __init__(self, model, exists_A, family: int, max_turns: int, log_probs_fn=None):
     self.model, self.exists, self.family, self.max_turns = model, exists_A, family, max_turns
+    self.log_probs_fn = log_probs_fn or (lambda v, bump=None: log_probs(model, v, bump))
     self.prob = None
 
   def act(self, view) -> int:
     self.v = policy_inputs(view, self.exists, self.family, self.max_turns,
                            d_max=self.model.d_max, g_max=self.model.g_max)
-    lp = log_probs(self.model, self.v)[0][:len(self.exists)]
+    lp = self.log_probs_fn(self.v, np.zeros((1, self.v["value_A"].shape[1]), np.float32))
+    lp = lp[0][:len(self.exists)]
     a = int(play_lib.greedy_action(lp[None])[0])  # the batched play's rule: the same pick
     self.prob = float(np.exp(lp[a]))
     return a
@@ -177,7 +186,7 @@ class AgentChooser:
     pool = evidence_pool(view, self.exists, action)
     if pool.size == 0:
       return []
-    s = saliency(self.model, self.v, action, pool)
+    s = saliency(self.log_probs_fn, self.v, action, pool)
     order = np.argsort(-np.abs(s), kind="stable")[:n]
     return [(int(pool[i]), float(s[i])) for i in order]
 

@@ -25,7 +25,6 @@ import hashlib
 import math
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
 import threadpoolctl
 
 from autollmr.gym import build
@@ -223,6 +222,8 @@ def features(obs, specific: bool):
 def _fit_hgb(X, y, w=None):
   """(model, kept columns): all-NaN columns (a fidelity slot no training task fills) are dropped,
   scikit-learn's binning cannot take them."""
+  # imported here: scikit-learn costs ~2 s of every command's start, and only this fit uses it
+  from sklearn.ensemble import HistGradientBoostingRegressor  # pylint: disable=g-import-not-at-top
   keep = ~np.all(np.isnan(X), 0)
   m = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                     min_samples_leaf=20, l2_regularization=1.0,

@@ -126,13 +126,14 @@ def test_two_candidate_buckets_give_the_same_answer(sweep, agent_dir, monkeypatc
 
 def test_advise_caches_compiles_and_imports_no_peer_library(tmp_path):
   """The command's compile cache (under $AUTOLLMR_CACHE, small programs too) and its imports: the
-  agent's path loads none of sklearn, optuna, smac, matplotlib."""
+  agent's path loads none of sklearn, optuna, smac, matplotlib, orbax (a cached policy needs no
+  checkpoint: tests/advisor/test_policy_cache.py)."""
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
          and k != "JAX_COMPILATION_CACHE_DIR"}
   code = ("import sys, jax; from autollmr import advise; from autollmr.advisor import answer; "
           "print(answer.use_compile_cache()); "
           "print(jax.config.jax_persistent_cache_min_compile_time_secs); "
-          "print(sorted(m for m in ('sklearn', 'optuna', 'smac', 'matplotlib') "
+          "print(sorted(m for m in ('sklearn', 'optuna', 'smac', 'matplotlib', 'orbax') "
           "if m in sys.modules))")
   r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                      timeout=120, env=dict(env, AUTOLLMR_CACHE=str(tmp_path)))
