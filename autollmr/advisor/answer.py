@@ -42,7 +42,6 @@ compiled program (tests/advisor/test_play.py checks that two bucket sizes give t
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
@@ -59,23 +58,9 @@ from autollmr.gym import table as table_lib
 from autollmr.gym.reference import ReferenceEnv
 from autollmr.gym.table import Table
 from autollmr.gym.tasks import Task
+from autollmr.lazy import lazy
 from autollmr.peers import base as peer_base
 from configs import common
-
-
-def lazy(name: str):
-  """Module `name`, executed on its first attribute access (importlib's LazyLoader), bound in
-  sys.modules and on its package as a plain import binds it."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.find_spec(name)
-  spec.loader = importlib.util.LazyLoader(spec.loader)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  package, _, child = name.rpartition(".")
-  setattr(sys.modules[package], child, module)
-  return module
 
 
 # The peers load sklearn and optuna (~1 s of a 3 s answer), which the agent's path never uses.

@@ -17,9 +17,15 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from autollmr import errors
+from autollmr.lazy import lazy
+
+# a cached policy needs neither the checkpoint (orbax) nor the model (flax.nnx): ~0.5 s of a start
+checkpoints = lazy("autollmr.agent.checkpoints")
+nnx = lazy("flax.nnx")
 
 
 class Refusal(errors.UserError):
@@ -58,8 +64,6 @@ def load_agent(agent_dir: str, policy: str = "auto"):
   """(model, config, which, played) from a workdir of `python -m autollmr.main` (its config.json
   and its RL or SFT checkpoint; auto: RL when there is one, the final stage). played: dict(played,
   note) naming the policy actually loaded (the RL stage may have kept the distilled one)."""
-  # imported here: orbax and flax cost ~0.5 s of a start, and a cached policy needs neither
-  from autollmr.agent import checkpoints  # pylint: disable=g-import-not-at-top
   config = read_config(agent_dir)
   order = {"auto": ("rl", "sft"), "rl": ("rl",), "sft": ("sft",)}[policy]
   for which in order:
@@ -74,7 +78,6 @@ def load_agent(agent_dir: str, policy: str = "auto"):
 
 
 def read_config(agent_dir: str):
-  import ml_collections  # pylint: disable=g-import-not-at-top
   path = os.path.join(agent_dir, "config.json")
   if not os.path.exists(path):
     raise Refusal(f"--agent {agent_dir}: no config.json there (not a workdir of "
@@ -107,7 +110,6 @@ class ExportedPolicy:
     self.d_max, self.g_max, self.max_keys = meta["d_max"], meta["g_max"], meta["max_keys"]
 
   def restore(self):
-    from flax import nnx  # pylint: disable=g-import-not-at-top
     self.model, self.config, self.which, self.played = load_agent(self.agent_dir, self.policy)
     self.graphdef, state = nnx.split(self.model)
     self.treedef = jax.tree.structure(state)
@@ -141,7 +143,6 @@ class ExportedPolicy:
     return self.programs[name]
 
   def export(self, v: dict, bump_BxA):
-    from flax import nnx  # pylint: disable=g-import-not-at-top
     if self.model is None:
       self.restore()
     graphdef, treedef = self.graphdef, self.treedef

@@ -21,6 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from autollmr.agent import play as play_lib
+from autollmr.lazy import lazy
+
+nnx = lazy("flax.nnx")  # the advisor's exported programs (advisor/policy_cache.py) need none
 
 KERNEL_H, KERNEL_LAM = 0.1, 2.0  # bandwidth (mean sq. standardized distance), fidelity weight
 
@@ -119,9 +122,6 @@ def log_probs(model, v, bump_BxA=None) -> np.ndarray:
   of `bump_BxA` added to its known values: B x A. Two compiled programs per candidate count: one
   row (choosing; no bump) and 1 + POOL rows (saliency)."""
   if "f" not in _LOGP:
-    # imported here: flax is ~0.4 s of the advisor's start, whose exported programs need none
-    from flax import nnx  # pylint: disable=g-import-not-at-top
-
     @nnx.jit
     def f(model, v, bump):
       vb = {k: jnp.broadcast_to(x, (bump.shape[0],) + x.shape[1:]) for k, x in v.items()}

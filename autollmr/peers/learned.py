@@ -30,8 +30,11 @@ import threadpoolctl
 from autollmr.gym import build
 from autollmr.gym import env as env_lib
 from autollmr.gym import tasks as tasks_lib
+from autollmr.lazy import lazy
 from autollmr.peers import base as peer_base
 from autollmr.peers import classical
+
+sklearn = lazy("sklearn")  # ~2 s of every command's start; only the fits below use it
 
 MAX_CHEAP = 256  # cheap rows a training example sees (the eval's env.max_cheap_rows)
 
@@ -222,10 +225,8 @@ def features(obs, specific: bool):
 def _fit_hgb(X, y, w=None):
   """(model, kept columns): all-NaN columns (a fidelity slot no training task fills) are dropped,
   scikit-learn's binning cannot take them."""
-  # imported here: scikit-learn costs ~2 s of every command's start, and only this fit uses it
-  from sklearn.ensemble import HistGradientBoostingRegressor  # pylint: disable=g-import-not-at-top
   keep = ~np.all(np.isnan(X), 0)
-  m = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+  m = sklearn.ensemble.HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                     min_samples_leaf=20, l2_regularization=1.0,
                                     early_stopping=False, random_state=0)
   with _one_thread():
