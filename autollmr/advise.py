@@ -10,8 +10,9 @@ Reads the runs through a table spec (data_tables/README.md); advisor/answer.py s
 suggestions come about and what each carries. --reveal PATH (tests and demos) scores each
 suggestion against withheld target rows; with --play K it plays K runs against them, the method
 seeing each earlier run's true value, and prints the regret of the best run so far after each.
-Compiled programs are kept in a persistent cache ($AUTOLLMR_CACHE/jax, else ~/.cache/autollmr/jax),
-so a repeated question answers in seconds.
+Compiled programs are kept in a persistent cache ($AUTOLLMR_CACHE/jax, else ~/.cache/autollmr/jax)
+and the agent's policy as exported programs ($AUTOLLMR_CACHE/policies; advisor/policy_cache.py),
+so a repeated question answers in about 2.5 s on a 2-core CPU (docs/measurements.md).
 """
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ a message naming what is missing. The policy named is the one played: the RL sta
 the distilled policy (checkpoints.rl_policy_played).
 
 Speed: the command keeps JAX's compiled programs in a persistent cache (`use_compile_cache`), the
-policy is restored into abstract shapes (no initialization), and the policy's inputs are bucketed
+policy is kept as jax.export programs with its parameters (advisor/policy_cache.py: a repeated
+question neither restores the checkpoint nor traces the model), and its inputs are bucketed
 (`choosers.policy_inputs`: candidates padded to a multiple of 256 with absent, masked candidates;
 the config and fidelity features to the model's maxima; known results and turns are no axis of
 the input, the model attends to model.max_keys slots), so a new table of a similar size reuses the
