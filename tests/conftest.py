@@ -34,8 +34,8 @@ from configs import sft as sft_config
 # Seconds on the 2-core CPU (fresh clone, 2026-12-06, `--durations`): the long tests, so the two
 # workers each start with half of them (worksteal splits the queue in two halves by count)
 # instead of one worker finishing alone with them. A module's tests stay together (shared setup).
-SLOW = {"tests/agent/test_sharding.py": 145, "tests/e2e/test_benchmark.py": 130,
-        "tests/e2e/test_multihost.py": 125, "tests/e2e/test_smoke_run.py": 80,
+SLOW = {"tests/agent/test_sharding.py": 100, "tests/e2e/test_benchmark.py": 120,
+        "tests/e2e/test_multihost.py": 120, "tests/e2e/test_smoke_run.py": 110,
         "tests/agent/test_rl_prior.py": 55, "tests/e2e/test_ablate.py": 60,
         "tests/evaluation/test_evaluate.py": 70, "tests/agent/test_rl_resume.py": 40,
         "tests/e2e/test_cli.py": 70}

@@ -11,6 +11,8 @@ import pytest
 
 from autollmr import sharding
 
+pytestmark = pytest.mark.rehearsal  # its own command: pytest -q -m rehearsal tests (CI runs it)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MESHES = ("1x1_replicated", "8x1_fsdp", "4x2_tp")
 # Key biases add the same q.b to every key's logit of a query: softmax ignores it, so their

@@ -3,6 +3,10 @@ jax.distributed. Hosts that took different paths through the stages would meet d
 collectives and fail here."""
 import json
 
+import pytest
+
+pytestmark = pytest.mark.rehearsal  # its own command: pytest -q -m rehearsal tests (CI runs it)
+
 
 def test_two_hosts_run_the_tiny_pipeline(tmp_path, run_command):
   r = run_command("autollmr.multihost_check", f"--workdir={tmp_path}", timeout=900)
