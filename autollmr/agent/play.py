@@ -31,7 +31,7 @@ TIE_TOL = 1e-3
 # share one compiled program within a run and, through JAX's persistent cache, across runs: on
 # the 2-core CPU compiling the rollout (~2 s) is most of a small evaluation. Greedy picks do not
 # depend on the batch (greedy_action); sampled play is left as it is (its draws would).
-MIN_BUCKET, CAND_BUCKET = 16, 64
+MIN_BUCKET, CAND_BUCKET = 8, 64
 
 
 def greedy_action(logits_BxA, tol: float = TIE_TOL):
