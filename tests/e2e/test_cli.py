@@ -1,5 +1,4 @@
 """Every command: --help works, and a user's mistake ends in one `error:` line, exit status 2."""
-import concurrent.futures
 import json
 
 import pytest
@@ -8,14 +7,8 @@ COMMANDS = ("main", "advise", "ablate", "select", "rl_audit", "bench", "transcri
             "export", "multihost_check", "sharding_check", "gym")
 
 
-def _in_parallel(run_command, calls):
-  with concurrent.futures.ThreadPoolExecutor(2) as ex:  # each a subprocess: fill both cores
-    return list(ex.map(lambda args: run_command(*args), calls))
-
-
-def test_every_command_has_help(run_command):
-  for name, r in zip(COMMANDS, _in_parallel(
-      run_command, [(f"autollmr.{c}", "--help") for c in COMMANDS])):
+def test_every_command_has_help(run_forked):
+  for name, r in zip(COMMANDS, run_forked([(f"autollmr.{c}", "--help") for c in COMMANDS])):
     assert r.returncode == 0 and f"python -m autollmr.{name}" in r.stdout, (name, r.stderr[-2000:])
     assert "--" in r.stdout  # the flags, each with its meaning
 
@@ -31,7 +24,7 @@ def bad_spec(tmp_path):
   return str(path)
 
 
-def test_mistakes_end_in_one_error_line(tmp_path, bad_spec, run_command, one_error_line):
+def test_mistakes_end_in_one_error_line(tmp_path, bad_spec, run_forked, one_error_line):
   (tmp_path / "w").mkdir()
   (tmp_path / "w" / "config.json").write_text(json.dumps(dict(data_dir="none", tasks=dict(
       families="", budgets="1"))))
@@ -55,5 +48,5 @@ def test_mistakes_end_in_one_error_line(tmp_path, bad_spec, run_command, one_err
        "'nope'"),
       (("autollmr.transcripts", f"--workdir={tmp_path / 'w'}", "--table=nope"), "'nope'"),
   ]
-  for (args, names), r in zip(cases, _in_parallel(run_command, [c[0] for c in cases])):
+  for (args, names), r in zip(cases, run_forked([c[0] for c in cases])):
     assert names in one_error_line(r), (args, r.stderr)
