@@ -7,7 +7,6 @@ greedy rule: here and in the step-by-step chooser (evaluation/choosers.py, the a
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 
@@ -24,14 +23,6 @@ from autollmr.gym import table as table_lib
 # (measured: <= 2.7e-5 for the trained 3-member ensemble, |log p| <= 14; <= 5e-6 untrained) and a
 # plain argmax at a near-tie followed them. 1e-3 is ~40x that noise (a probability ratio of 0.999).
 TIE_TOL = 1e-3
-
-# Greedy play pads its episodes and tasks to a power of two (at least MIN_BUCKET: copies of the
-# last ones, dropped after) and the candidate axis to a multiple of CAND_BUCKET (absent
-# candidates), so the calls on one table (validation, each budget and regime of the evaluation)
-# share one compiled program within a run and, through JAX's persistent cache, across runs: on
-# the 2-core CPU compiling the rollout (~2 s) is most of a small evaluation. Greedy picks do not
-# depend on the batch (greedy_action); sampled play is left as it is (its draws would).
-MIN_BUCKET, CAND_BUCKET = 8, 64
 
 
 def greedy_action(logits_BxA, tol: float = TIE_TOL):
@@ -108,28 +99,6 @@ def _compiled(args, sizes, greedy):
   return _COMPILED[key]
 
 
-def bucket(n: int, lo: int = MIN_BUCKET) -> int:
-  """The power of two >= n, at least lo."""
-  return max(int(lo), 1 << (max(int(n), 1) - 1).bit_length())
-
-
-def pad_tasks(params: env_lib.EnvParams, family_N, sizes, n_tasks: int, n_cands: int):
-  """(params, family_N, sizes) with n_tasks tasks (the last one repeated) and n_cands candidates
-  (absent ones appended): fields named *_N / *_Nx* have the task axis first, *xA the candidate
-  axis last."""
-  changes = {}
-  for f in dataclasses.fields(params):
-    x = getattr(params, f.name)
-    if f.name.endswith("_N") or "_Nx" in f.name:
-      x = jnp.concatenate([x, jnp.repeat(x[-1:], n_tasks - x.shape[0], 0)])
-    if f.name.endswith("xA"):
-      x = jnp.pad(x, [(0, 0), (0, n_cands - x.shape[1])])  # 0 / False: no candidate
-    changes[f.name] = x
-  family_N = jnp.concatenate([family_N, jnp.repeat(family_N[-1:], n_tasks - len(family_N))])
-  return (params.replace(**changes), family_N,
-          env_lib.EnvSizes(num_candidates=n_cands, max_turns=sizes.max_turns))
-
-
 def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
          key=None, max_batch: int = 256) -> dict:
   """Per-episode arrays (numpy, leading axis = episode) of the policy on (task, seed) pairs.
@@ -151,12 +120,6 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
   E = len(task_E)
   n_chunks = max(1, -(-E // max_batch))
   B = -(-E // n_chunks)  # equal chunks: at most n_chunks - 1 padded episodes
-  if greedy:  # shapes in buckets (MIN_BUCKET): one compiled program for many calls
-    B = max(B, min(bucket(B), max_batch))  # max_batch still bounds memory
-    n_chunks = -(-E // B)
-    n_cands = -(-sizes.num_candidates // CAND_BUCKET) * CAND_BUCKET
-    params, family_N, sizes = pad_tasks(params, family_N, sizes,
-                                        bucket(params.target_N.shape[0]), n_cands)
   finals, outs, wall_ms = [], [], 0.0
   for c in range(n_chunks):
     idx = np.minimum(np.arange(c * B, (c + 1) * B), E - 1)
@@ -168,9 +131,9 @@ def play(model, params, sizes, task_indices, seeds, family_N=None, greedy=True,
     wall_ms += 1e3 * (time.perf_counter() - t0)
     finals.append(final)
     outs.append(out)
-  # episodes are axis 0 of `final`, axis 1 of the per-turn outputs; padded ones dropped
-  final = jax.tree.map(lambda *x: np.concatenate(x)[:E], *finals)
-  out = jax.tree.map(lambda *x: np.concatenate(x, 1)[:, :E], *outs)
+  if n_chunks > 1:  # episodes are axis 0 of `final`, axis 1 of the per-turn outputs
+    final = jax.tree.map(lambda *x: np.concatenate(x)[:E], *finals)
+    out = jax.tree.map(lambda *x: np.concatenate(x, 1)[:, :E], *outs)
   return summarize_play(final, out, wall_ms)
 
 
