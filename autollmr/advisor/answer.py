@@ -79,10 +79,8 @@ def use_compile_cache() -> str | None:
   $JAX_COMPILATION_CACHE_DIR): under $AUTOLLMR_CACHE/jax, else ~/.cache/autollmr/jax. Small
   programs are kept too: the policy's compile is most of a repeated question's time."""
   if jax.config.jax_compilation_cache_dir is None:
-    root = os.environ.get("AUTOLLMR_CACHE")
-    path = (os.path.join(root, "jax") if root else
-            os.path.join(os.path.expanduser("~"), ".cache", "autollmr", "jax"))
-    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(policy_cache.cache_root(), "jax"))
   if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" not in os.environ:

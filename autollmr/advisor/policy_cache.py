@@ -12,15 +12,16 @@ input sizes), params.npz (its parameters, flat) and one exported program per inp
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from autollmr import errors
+from autollmr.evaluation import choosers
 from autollmr.lazy import lazy
 
 # a cached policy needs neither the checkpoint (orbax) nor the model (flax.nnx): ~0.5 s of a start
@@ -115,9 +116,9 @@ class ExportedPolicy:
     self.treedef = jax.tree.structure(state)
     self.leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
     os.makedirs(self.dir, exist_ok=True)
-    with open(os.path.join(self.dir, f"params.{os.getpid()}.tmp.npz"), "wb") as f:
-      np.savez(f, *self.leaves)
-    os.replace(f.name, os.path.join(self.dir, "params.npz"))
+    buf = io.BytesIO()
+    np.savez(buf, *self.leaves)
+    write_whole(os.path.join(self.dir, "params.npz"), buf.getvalue())
 
   def params(self) -> list:
     if self.leaves is None:
@@ -149,10 +150,7 @@ class ExportedPolicy:
 
     def f(leaves, v, bump):
       model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-      vb = {k: jnp.broadcast_to(x, (bump.shape[0],) + x.shape[1:]) for k, x in v.items()}
-      vb["value_A"] = vb["value_A"] + bump
-      logits, _ = model(vb)
-      return jax.nn.log_softmax(logits, -1)
+      return choosers.bumped_log_probs(model, v, bump)
     return jax.export.export(jax.jit(f))(self.leaves, v, bump_BxA)
 
   def log_probs(self, v: dict, bump_BxA) -> np.ndarray:

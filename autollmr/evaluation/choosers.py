@@ -117,18 +117,22 @@ def policy_inputs(view, exists_A, family: int, max_turns: int, pad: int = 256,
 _LOGP = {}
 
 
+def bumped_log_probs(model, v, bump_BxA):
+  """log softmax of the policy's pointer logits for one view (batch of one) broadcast to the rows
+  of bump_BxA, each row added to the known values: B x A (traced; `log_probs` and the advisor's
+  exported programs, advisor/policy_cache.py, compile it)."""
+  vb = {k: jnp.broadcast_to(x, (bump_BxA.shape[0],) + x.shape[1:]) for k, x in v.items()}
+  vb["value_A"] = vb["value_A"] + bump_BxA
+  logits, _ = model(vb)
+  return jax.nn.log_softmax(logits, -1)
+
+
 def log_probs(model, v, bump_BxA=None) -> np.ndarray:
   """log softmax of the policy's masked pointer logits for one view (batch of one) with each row
   of `bump_BxA` added to its known values: B x A. Two compiled programs per candidate count: one
   row (choosing; no bump) and 1 + POOL rows (saliency)."""
   if "f" not in _LOGP:
-    @nnx.jit
-    def f(model, v, bump):
-      vb = {k: jnp.broadcast_to(x, (bump.shape[0],) + x.shape[1:]) for k, x in v.items()}
-      vb["value_A"] = vb["value_A"] + bump
-      logits, _ = model(vb)
-      return jax.nn.log_softmax(logits, -1)
-    _LOGP["f"] = f
+    _LOGP["f"] = nnx.jit(bumped_log_probs)
   if bump_BxA is None:
     bump_BxA = np.zeros((1, v["value_A"].shape[1]), np.float32)
   return np.asarray(_LOGP["f"](model, v, jnp.asarray(bump_BxA)))
