@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 
 from absl import flags
@@ -58,6 +59,24 @@ def set_flat(config, key: str, val: str):
   node[leaf] = (val.lower() in ("1", "true", "yes")) if isinstance(old, bool) else type(old)(val)
 
 
+def reuse_distillation(distilled, config, workdir: str):
+  """Copies the distillation run's curation, teacher data and SFT checkpoints into the
+  distillation + RL run when both configs agree on everything those stages read: the same
+  distilled start, trained once (the main job's simulate + SFT are ~5 of its ~15 minutes)."""
+  sft_config, sft_dir = distilled
+  def strip(c):  # what curate, simulate and sft read: all but the stages, RL and the peers
+    d = {k: v for k, v in c.to_dict().items() if k not in ("stages", "rl")}
+    d["eval"] = {k: v for k, v in d["eval"].items() if k != "methods"}
+    return d
+  if strip(sft_config) != strip(config):
+    return
+  for sub in ("curation", "sim", "sft"):
+    src, dst = os.path.join(sft_dir, sub), os.path.join(workdir, sub)
+    if os.path.isdir(src) and not os.path.exists(dst):
+      shutil.copytree(src, dst)
+      print(f"[ablate] {sub}/ copied from {sft_dir}")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -91,7 +110,11 @@ def main(argv):
       workdir = os.path.join(_WORKDIR.value,
                              name if config.seed == 0 else f"{name}_seed{config.seed}")
       print(f"\n=== {name} (training seed {config.seed}): {path} -> {workdir}")
+      if name == "rl":
+        reuse_distillation(distilled, config, workdir)
       pipeline.run(config, workdir)
+      if name == "sft":
+        distilled = (config, workdir)
       with open(os.path.join(workdir, pipeline.results_dir(config), "episodes.jsonl")) as f:
         recs = [json.loads(line) for line in f]
       new_peers = {r["method"] for r in recs if r["method"] in registry.PEERS} - peers_taken

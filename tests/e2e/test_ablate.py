@@ -12,11 +12,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_ablate_tiny_one_training_seed(tmp_path):
   """`python -m autollmr.ablate --train_seeds=1` on the tiny config: the three runs land in
-  <run>_seed1, every peer's episodes appear once, and the per-seed row is the run's own agent."""
+  <run>_seed1, distillation + RL starts from the distillation run's SFT, every peer's episodes
+  appear once, and the per-seed row is the run's own agent."""
   env = dict(os.environ, AUTOLLMR_DATA="none", AUTOLLMR_NO_PROGRESS="1")
-  subprocess.run([sys.executable, "-m", "autollmr.ablate", f"--workdir={tmp_path}",
-                  "--config=configs/rl.py:tiny", "--train_seeds=1"],
-                 cwd=REPO, env=env, check=True, capture_output=True, timeout=400)
+  r = subprocess.run([sys.executable, "-m", "autollmr.ablate", f"--workdir={tmp_path}",
+                      "--config=configs/rl.py:tiny", "--train_seeds=1"],
+                     cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=400)
+  # the distillation + RL run starts from the distillation run's checkpoint, not a retraining
+  assert "[ablate] sft/ copied from" in r.stdout and "[sft] exists" in r.stdout
   assert {"sft_seed1", "rl_scratch_seed1", "rl_seed1"} <= set(os.listdir(tmp_path))
   with open(tmp_path / "ablation" / "episodes.jsonl") as f:
     recs = [json.loads(line) for line in f]
