@@ -1,34 +1,65 @@
-"""`python -m autollmr.benchmark --config=configs/benchmark.py:quick`: every protocol and regime
-on two tiny tables (one synthetic, one semi-synthetic: reported apart), benchmark.json's schema,
-its headline recomputed by hand from records.csv, and a second run that reuses every fold."""
+"""`python -m autollmr.benchmark --config=configs/benchmark.py:quick`: the `lofo` protocol's
+folds in every regime on two tiny tables (one synthetic, one semi-synthetic: reported apart),
+benchmark.json's schema, its headline recomputed by hand from records.csv, and a second run that
+reuses every fold. The `standard` fold is one plain pipeline run (the smoke run's test plays one
+end to end); which folds and regime configs the protocols make is checked here without training."""
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from autollmr import errors
+from autollmr import pipeline
+from autollmr import protocols
 from autollmr.evaluation import bench_report
 from autollmr.gym import sources
 from autollmr.gym import tasks as tasks_lib
+from configs import benchmark as benchmark_config
+
+QUICK = ("autollmr.benchmark", "--config=configs/benchmark.py:quick",
+         "--config.benchmark.protocols=lofo")
+
+
+def test_folds_and_regimes(monkeypatch):
+  """standard: one fold, the config as given; lofo: one fold per family holding its tables out;
+  each regime's reveal share and sparse cap; unknown names are one error line."""
+  monkeypatch.setenv("AUTOLLMR_DATA", "none")
+  c = benchmark_config.get_config("quick")
+  tables, _ = pipeline.build_tables(c)
+  got = [(p, name, f.tasks.held_out) for p, name, f in protocols.folds(c, tables)]
+  by_family = {t.family: n for n, t in tables.items()}
+  assert got == [("standard", "standard", c.tasks.held_out)] + [
+      ("lofo", f"lofo/{fam}", by_family[fam]) for fam in sorted(by_family)]
+  for regime, rho, sparse_n in (("full", 1.0, 0), ("sparse", 1.0, c.benchmark.sparse_n),
+                                ("online", 0.0, 0)):
+    rc = protocols.regime_config(c, regime)
+    assert (rc.tasks.test_rho, rc.eval.sparse_n) == (rho, sparse_n)
+  assert c.tasks.test_rho == 1.0 and c.eval.sparse_n == 0  # a copy: the config is unchanged
+  c.benchmark.protocols, c.benchmark.regimes = "standard,loo", "full"
+  with pytest.raises(errors.UserError, match="protocols names"):
+    protocols.folds(c, tables)
+  c.benchmark.regimes = "full,offline"
+  with pytest.raises(errors.UserError, match="regimes names"):
+    protocols.regimes(c)
 
 
 def test_quick_benchmark(tmp_path, run_command):
   work = tmp_path / "bench"
-  r = run_command("autollmr.benchmark", "--config=configs/benchmark.py:quick", f"--workdir={work}")
+  r = run_command(*QUICK, f"--workdir={work}")
   assert r.returncode == 0, r.stderr[-3000:]
   out = json.loads((work / "benchmark.json").read_text())
   assert out["command"].startswith("python -m autollmr.benchmark") and out["commit"]
-  assert out["protocols"] == ["lofo", "standard"] and out["regimes"] == ["full", "sparse", "online"]
+  assert out["protocols"] == ["lofo"] and out["regimes"] == ["full", "sparse", "online"]
   targets = pd.DataFrame(out["targets"])
   assert set(targets.columns) == {"table", "target", "protocol", "regime", "provenance"}
-  # lofo: every level above a table's lowest is a target; standard: the top level only
+  # lofo: every level above a table's lowest is a target
   for name in ("synthetic_admire", "grpo"):
     t = sources.load_table(name, "none")
     lv = tasks_lib.levels(t)
     want = {n for f, n in enumerate(t.fidelity_names) if lv[f] > min(lv)}
     got = targets[(targets.table == name) & (targets.protocol == "lofo")]
     assert set(got.target) == want and len(got) == 3 * len(want)
-    top = {n for f, n in enumerate(t.fidelity_names) if lv[f] == max(lv)}
-    assert set(targets[(targets.table == name) & (targets.protocol == "standard")].target) == top
   assert set(out["results"]) == {"synthetic", "semi-synthetic"}  # never mixed
   res = out["results"]["synthetic"]["lofo"]["methods"]
   for method in ("sft_agent", "random", "topk_transfer"):
@@ -61,7 +92,7 @@ def test_quick_benchmark(tmp_path, run_command):
                                 f"{bench_report.README_END}\ny\n")
 
   # Same command again: every fold's stages and results are reused, the numbers are the same.
-  r2 = run_command("autollmr.benchmark", "--config=configs/benchmark.py:quick", f"--workdir={work}")
+  r2 = run_command(*QUICK, f"--workdir={work}")
   assert r2.returncode == 0 and "[sft] exists" in r2.stdout and "[eval] exists" in r2.stdout
   again = json.loads((work / "benchmark.json").read_text())
   assert again["results"] == out["results"]
