@@ -76,7 +76,6 @@ def base() -> ml_collections.ConfigDict:
   c.model.max_keys = 272  # known tokens attended to (>= env.max_cheap_rows + turns)
   c.model.kernels = "0.03:0.5,0.1:2,0.3:2"  # h:lam kernel-regression input features
   c.model.ridges = "1:0"  # lam:fid_weight in-context quadratic ridge fits ("" = none)
-  c.model.extrapolate = 0.0  # > 0: same-config trend features toward the target, slope penalty
   c.model.members = 3  # policies in the ensemble (log-probabilities averaged)
 
   c.sim = ml_collections.ConfigDict()

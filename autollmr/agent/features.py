@@ -136,41 +136,6 @@ def ridge_solve(xtx_BxPxP, xty_BxP, x_BxAxP, lam_B):
   return jnp.clip(jnp.einsum("bap,bp->ba", x_BxAxP, beta), -5.0, 5.0)
 
 
-def extrapolation_features(g, view, lam: float):
-  """Per candidate, the same config's known results along the fidelity axis toward the target,
-  fitted by a line and read at the candidate's own position: [prediction raw, its z-score over
-  the targets, slope, log(1 + same-config results)].
-
-  Why: the kernels and ridges rank configs at the cheap fidelities' level and shape; a config
-  whose standing rises with scale (Step Law's optimal batch grows with tokens) is seen only by a
-  trend along the fidelities. Position s: the fidelity features projected on the line from the
-  known results' centroid (s = 0) to the target fidelity (s = 1); lam shrinks the slope to 0
-  when the same config is known at one position only.
-  """
-  tgt = view["is_target_A"] & view["exists_A"]
-  known = g["known_A"]
-  zf = g["zf_BxAxG"]
-  mean_over = lambda x, m: ((x * m[..., None]).sum(1, keepdims=True)
-                            / jnp.maximum(m.sum(-1), 1.0)[:, None, None])
-  c_Bx1xG = mean_over(zf, known.astype(jnp.float32))
-  u_Bx1xG = mean_over(zf, tgt.astype(jnp.float32)) - c_Bx1xG
-  s_BxA = jnp.sum((zf - c_Bx1xG) * u_Bx1xG, -1) / jnp.maximum(jnp.sum(u_Bx1xG ** 2, -1), 1e-6)
-  take = lambda x: jnp.take_along_axis(x, g["key_idx_BxK"], axis=1)
-  sk_BxK, yk_BxK = take(s_BxA), take(jnp.where(known, view["value_A"], 0.0))
-  w_BxAxK = ((g["d2_BxAxK"] < 1e-6) & g["key_ok_BxK"][:, None]).astype(jnp.float32)
-  n_BxA = w_BxAxK.sum(-1)
-  n1 = jnp.maximum(n_BxA, 1.0)
-  s_bar = jnp.einsum("bak,bk->ba", w_BxAxK, sk_BxK) / n1
-  y_bar = jnp.einsum("bak,bk->ba", w_BxAxK, yk_BxK) / n1
-  ds_BxAxK = sk_BxK[:, None] - s_bar[..., None]
-  sxx = (w_BxAxK * ds_BxAxK ** 2).sum(-1)
-  sxy = (w_BxAxK * ds_BxAxK * (yk_BxK[:, None] - y_bar[..., None])).sum(-1)
-  slope_BxA = sxy / (sxx + lam)
-  mu_BxA = jnp.where(n_BxA > 0, jnp.clip(y_bar + slope_BxA * (s_BxA - s_bar), -5.0, 5.0), 0.0)
-  return jax.lax.stop_gradient(jnp.stack(
-      with_z(mu_BxA, tgt) + [jnp.clip(slope_BxA, -5.0, 5.0), jnp.log1p(n_BxA)], -1))
-
-
 def with_z(mu_BxA, tgt_BxA):
   """[raw, z-score over the task's target candidates]."""
   tgt = tgt_BxA.astype(jnp.float32)

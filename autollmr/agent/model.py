@@ -114,13 +114,11 @@ class Policy(nnx.Module):
   """Pointer policy over candidates. Call on a batched view (see `play_lib.view`)."""
 
   def __init__(self, *, max_config_features, max_fidelity_features, width, heads, layers, mlp,
-               max_keys, kernels, ridges, extrapolate, rngs: nnx.Rngs):
+               max_keys, kernels, ridges, rngs: nnx.Rngs):
     self.d_max, self.g_max, self.max_keys = max_config_features, max_fidelity_features, max_keys
     self.kernels = tuple(tuple(float(x) for x in k) for k in kernels)
     self.ridges = tuple(tuple(float(x) for x in r) for r in ridges)
-    self.extrapolate = float(extrapolate)
-    n_in = (max_fidelity_features + 4 + 2 * len(self.kernels) + 2 * len(self.ridges)
-            + 4 * (self.extrapolate > 0))
+    n_in = max_fidelity_features + 4 + 2 * len(self.kernels) + 2 * len(self.ridges)
     self.embed_in = dense(n_in, width, (None, "embed"), rngs)
     self.embed_mid = dense(width, width, ("embed", "embed"), rngs)
     self.embed_glob = dense(3, width, (None, "embed"), rngs)
@@ -163,9 +161,7 @@ class Policy(nnx.Module):
          f32(known)[..., None],
          jnp.where(known, view["value_A"], 0.0)[..., None], lc_BxA[..., None],
          features.kernel_features(g, view, self.kernels)]
-        + [features.ridge_features(g, view, lam, fw) for lam, fw in self.ridges]
-        + ([features.extrapolation_features(g, view, self.extrapolate)]
-           if self.extrapolate > 0 else []), axis=-1)
+        + [features.ridge_features(g, view, lam, fw) for lam, fw in self.ridges], axis=-1)
     h_BxAxW = self.embed_mid(jax.nn.gelu(self.embed_in(tok_BxAxI)))
     h_BxAxW = jnp.where(exists[..., None], h_BxAxW, 0.0)
     pooled_BxW = h_BxAxW.sum(1) / jnp.maximum(f32(exists).sum(1), 1.0)[:, None]
@@ -244,7 +240,6 @@ def make_policy(mcfg, seed: int = 0) -> Policy | Ensemble:
                        max_fidelity_features=mcfg.max_fidelity_features, width=mcfg.width,
                        heads=mcfg.heads, layers=mcfg.layers, mlp=mcfg.mlp, max_keys=mcfg.max_keys,
                        kernels=pairs(mcfg.kernels), ridges=pairs(mcfg.ridges),
-                       extrapolate=mcfg.extrapolate,
                        rngs=nnx.Rngs(seed + 7919 * i)) for i in range(members)]
     return policies[0] if members == 1 else Ensemble(policies)
 

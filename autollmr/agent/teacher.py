@@ -99,9 +99,9 @@ def teacher_ridges(config) -> tuple:
   return model_lib.pairs(config.model.ridges)
 
 
-@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges", "extrapolate"))
+@functools.partial(jax.jit, static_argnames=("sizes", "n", "max_keys", "ridges"))
 def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, sizes, n, max_keys,
-                   ridges=(), extrapolate=0.0):
+                   ridges=()):
   """N teacher rollouts of each (task, seed) pair; returns the best rollout per pair.
 
   ridges: ((lam, fid_weight), ...) adds R in-context ridge fits (`features.ridge_predict`) as
@@ -111,24 +111,17 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
 
   Out: per pair the kept trajectory (P x T: Obs fields, action, active), its final regret and
   cost, and every rollout's final regret (P x N).
-  extrapolate > 0 adds one more scorer, the same-config trend toward the target
-  (`features.extrapolation_features`, the policy's input under model.extrapolate), fixed at reset.
   """
   P, H = task_P.shape[0], hl_Hx2.shape[0]
   R = len(ridges)
-  S = H + R + (extrapolate > 0)  # scorers: the kernels, the ridge fits, the trend
+  S = H + R  # scorers: the kernels, then the ridge fits
   fresh = lambda t, s: jax.vmap(lambda a, b: env_lib.fresh_state(params, sizes, a, b, 0))(t, s)
   observe = lambda st: jax.vmap(lambda s: env_lib.observe(params, s))(st)
   view0_P = play_lib.view(params, family_N, observe(fresh(task_P, seed_P)), sizes)
   prior_P = teacher_prior(view0_P, hl_Hx2, max_keys)
   r_N = jnp.arange(n)
   pair_E, scorer_E = jnp.repeat(jnp.arange(P), n), jnp.tile(r_N % S, P)
-  ridge_E = (scorer_E >= H) & (scorer_E < H + R)
-  which_E = jnp.clip(scorer_E - H, 0, max(R - 1, 0))
-  trend_E = scorer_E == H + R
-  if extrapolate > 0:
-    trend_PxA = features.extrapolation_features(
-        features.geometry(view0_P, max_keys), view0_P, extrapolate)[..., 0]
+  ridge_E, which_E = scorer_E >= H, jnp.clip(scorer_E - H, 0, max(R - 1, 0))
   kern_E = jnp.minimum(scorer_E, H - 1)
   mode_Ex2 = jnp.tile(mode_Mx2[(r_N // S) % mode_Mx2.shape[0]], (P, 1))
   hl_Ex2 = hl_Hx2[kern_E]
@@ -173,8 +166,6 @@ def simulate_chunk(params, family_N, task_P, seed_P, key, hl_Hx2, mode_Mx2, size
                    xty=prior["xty"] + (a_E * obs.norm_T[e, slot])[:, None] * xq_ExP)
       mu_ExA = jnp.where(ridge_E[:, None], features.ridge_solve(
           prior["xtx"], prior["xty"], x_PxAxP[pair_E], lam_E), mu_ExA)
-    if extrapolate > 0:
-      mu_ExA = jnp.where(trend_E[:, None], trend_PxA[pair_E], mu_ExA)
     action_E = teacher_action(v, mu_ExA, key_t, mode_Ex2[:, 0])
     _, nxt, _, _, _, info = jax.vmap(
         lambda s, a: env_lib.step(s, a, params, sizes, auto_reset=False))(state, action_E)
@@ -211,7 +202,6 @@ def run_teacher(config, bank, pairs_task, pairs_seed, key):
     out = simulate_chunk(bank["params"], bank["family_N"], jnp.asarray(t), jnp.asarray(s),
                          jax.random.fold_in(key, i), hl, modes, sizes=bank["sizes"],
                          n=int(config.sim.rollouts), max_keys=int(config.sim.max_cheap_rows),
-                         ridges=teacher_ridges(config),
-                         extrapolate=float(config.model.extrapolate))
+                         ridges=teacher_ridges(config))
     outs.append(jax.tree.map(lambda x: np.asarray(x)[:m], out))
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
