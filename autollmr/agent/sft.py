@@ -137,6 +137,11 @@ def train(config, workdir, tables, splits, stop_after: int | None = None) -> dic
     raise errors.UserError(
         "[sft] the training bank differs from the one the records were simulated "
         "on (config or data changed): remove WORKDIR/sim and rerun simulate")
+  if sim.get("seed", int(config.seed)) != int(config.seed):  # the bank's sub-study draws
+    raise errors.UserError(
+        f"[sft] the records were simulated with --config.seed={sim['seed']}, this run has "
+        f"{int(config.seed)}: the teacher's actions index another bank (remove WORKDIR/sim and "
+        "rerun simulate, or keep the seed)")
   val = bank_lib.val_bank(config, tables, splits)
   max_keys = int(config.sim.max_cheap_rows) + bank["sizes"].max_turns
   mesh = sharding.make_mesh(config)

@@ -3,8 +3,8 @@
 Output, in WORKDIR/sim/:
   steps.array_record  one record per decision (msgpack: task, seed, Obs fields, action, regret,
                       stream: the ensemble member it was simulated for, sim.member_draws)
-  summary.json        sizes, mean teacher regret, the bank's task names (SFT checks them), the
-                      record range [start, end) of each data stream (sim.member_draws)
+  summary.json        sizes, mean teacher regret, the bank's task names and the seed (SFT checks
+                      both), the record range [start, end) of each data stream (sim.member_draws)
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def run(config, workdir, tables, splits) -> dict:
       teacher_regret_mean=float(out["regret_P"].mean()),
       rollout_regret_mean=float(out["regret_PxN"].mean()),
       teacher_regret_per_table={k: float(np.mean(v)) for k, v in per_table.items()},
-      seconds=time.time() - t0, names=bank["names"], streams=ranges,
+      seconds=time.time() - t0, names=bank["names"], streams=ranges, seed=int(config.seed),
       sizes=dict(A=bank["sizes"].num_candidates, T=bank["sizes"].max_turns))
   if jax.process_index() == 0:
     with open(os.path.join(out_dir, "summary.json"), "w") as f:

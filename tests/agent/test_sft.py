@@ -44,6 +44,9 @@ def test_killed_and_resumed_run_matches_a_straight_run(tmp_path, tiny_setup):
   steps = [r["step"] for r in rows]
   assert steps == sorted(set(steps))  # the resumed run rewrote what came after its checkpoint
   assert [r["step"] for r in rows if "val_regret" in r] == [2, 4, 5]
+  c.seed = 1  # another seed draws another bank than the records index: one clear error
+  with pytest.raises(errors.UserError, match="simulated with --config.seed=0"):
+    sft.train(c, killed, tables, splits)
 
 
 def test_ensemble_members_are_each_distilled_and_reload(tmp_path, tiny_setup):
