@@ -26,6 +26,7 @@ import pandas as pd
 from autollmr import errors
 from autollmr import pipeline
 from autollmr.evaluation import agents
+from autollmr.gym import landscape_stats
 from autollmr.gym import tasks as tasks_lib
 
 PROTOCOLS = ("standard", "lofo")
@@ -73,7 +74,7 @@ def regimes(config) -> list[str]:
 def run_all(config, workdir: str) -> pd.DataFrame:
   """Runs every fold x regime (resuming) and returns the records as bench_stats reads them."""
   tables, _ = pipeline.build_tables(config)
-  rows = []
+  rows, moved = [], {}
   for protocol, name, fold_config in folds(config, tables):
     for regime in regimes(config):
       c = regime_config(fold_config, regime)
@@ -82,19 +83,24 @@ def run_all(config, workdir: str) -> pd.DataFrame:
       pipeline.run(c, fold_dir)
       path = os.path.join(fold_dir, pipeline.results_dir(c), "episodes.jsonl")
       with open(path) as f:
-        rows += [record_row(json.loads(line), protocol, regime, tables) for line in f]
+        rows += [record_row(json.loads(line), protocol, regime, tables, moved) for line in f]
   return pd.DataFrame(rows)
 
 
-def record_row(r: dict, protocol: str, regime: str, tables: dict) -> dict:
+def record_row(r: dict, protocol: str, regime: str, tables: dict, moved: dict) -> dict:
   """An eval record as a benchmark row: a sparse design's suffix "~i" moves into the seed (the
-  designs of a target are its repeats, like seeds)."""
+  designs of a target are its repeats, like seeds); `moved`: whether the target's optimum moved
+  (landscape_stats.moved_regret above MOVED_REGRET), cached per (table, target) in `moved`."""
   target, _, draw = r["task"].partition("~")
   table = tables[r["family"]]  # records name the table under "family"
+  if (table.name, target) not in moved:
+    g = list(table.fidelity_names).index(target)
+    moved[table.name, target] = bool(
+        landscape_stats.moved_regret(table, g) > landscape_stats.MOVED_REGRET)
   return dict(method=r["method"], regime=regime, K=int(r["budget"]), protocol=protocol,
               table=table.name, family=table.family, target=target,
               seed=int(draw or 0) * 1000 + int(r["seed"]), regret=float(r["regret"]),
-              provenance=table.provenance)
+              provenance=table.provenance, moved=moved[table.name, target])
 
 
 def agent_methods(df: pd.DataFrame) -> list[str]:

@@ -2,7 +2,9 @@
 
 Real-data targets and the others (semi-synthetic grpo, synthetic stand-ins) are summarized apart
 and never mixed (bench_stats.by_provenance); each protocol apart too (a top-level target is a
-target of both, scored by differently trained agents).
+target of both, scored by differently trained agents). Each protocol's targets where the optimum
+moved (records' `moved`: the nearest cheaper fidelity's best config has regret above
+landscape_stats.MOVED_REGRET at the target) get their own statistics too (benchmark.json "moved").
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from autollmr import errors
 
 from autollmr.evaluation import bench_plots
 from autollmr.evaluation import bench_stats
+from autollmr.gym import landscape_stats
 
 
 def commit() -> str:
@@ -43,7 +46,7 @@ def write(df: pd.DataFrame, agents: list[str], out_dir: str, command: str, secon
   out = dict(commit=commit(), command=command, seconds=round(seconds, 1),
              protocols=sorted(set(df["protocol"])),
              regimes=[r for r in bench_stats.REGIMES if r in set(df["regime"])],
-             agents=agents, targets=targets_list(df), results={})
+             agents=agents, targets=targets_list(df), results={}, moved={})
   md = [f"# Benchmark\n\nCommand: `{command}`  \nCommit: `{out['commit']}`  \n"
         f"Runtime: {seconds / 60:.1f} min\n"]
   for prov, part in bench_stats.by_provenance(df).items():
@@ -60,6 +63,12 @@ def write(df: pd.DataFrame, agents: list[str], out_dir: str, command: str, secon
       md.append(f"## {prov} data, protocol `{protocol}`: {n} targets\n\nTables (targets): "
                 f"{tables}.\n\n" + " ".join(f"![]({os.path.basename(p)})" for p in pngs if p)
                 + "\n\n" + bench_stats.markdown(summary, level=3))
+      moved = sub[sub["moved"]] if "moved" in sub else sub.iloc[:0]
+      if not moved.empty and set(agents) <= set(moved["method"]):
+        out["moved"].setdefault(prov, {})[protocol] = bench_stats.summarize(moved, agents,
+                                                                            n_boot=n_boot)
+        md.append(moved_md(out["moved"][prov][protocol], agents,
+                           len(moved[["table", "target"]].drop_duplicates())))
   with open(os.path.join(out_dir, "benchmark.json"), "w") as f:
     json.dump(out, f, indent=1, allow_nan=False)
   with open(os.path.join(out_dir, "summary.md"), "w") as f:
@@ -68,6 +77,34 @@ def write(df: pd.DataFrame, agents: list[str], out_dir: str, command: str, secon
     f.write("\n".join(md))
   df.to_csv(os.path.join(out_dir, "records.csv"), index=False)
   return out
+
+
+def moved_md(summary: dict, agents: list[str], n: int) -> str:
+  """The moved-optimum targets at K = 1 and the largest K: each method's mean [95% CI] per regime,
+  and each agent minus it [paired 95% CI]."""
+  ks = sorted({int(k) for v in summary["methods"].values() for r in v.values() for k in r})
+  ks = sorted({ks[0], ks[-1]})
+  head = " | ".join(f"K = {k}" for k in ks)
+  lines = [f"### Targets where the optimum moved: {n}", "",
+           "The nearest cheaper fidelity's best config has regret above "
+           f"{landscape_stats.MOVED_REGRET} at these targets (gym/landscape_stats.moved_regret). "
+           "Agent minus method: paired 95% CI.", "",
+           f"| regime | method | {head} | "
+           + " | ".join(f"{a} - method, K = {k}" for a in agents for k in ks) + " |", "|---" * (2 + len(ks) * (1 + len(agents))) + "|"]
+  cell = lambda c: f"{c['mean']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+  diff = lambda d: f"{d['diff']:+.4f} [{d['diff_ci_low']:+.4f}, {d['diff_ci_high']:+.4f}]"
+  for regime in bench_stats.REGIMES:
+    for m in sorted(summary["methods"]):
+      by_k = summary["methods"][m].get(regime)
+      if not by_k:
+        continue
+      vs = []
+      for a in agents:
+        peers = [summary["methods"][a][regime].get(str(k), {}).get("peers", {}) for k in ks]
+        vs += [diff(p[m]) if m in p else "" for p in peers]
+      lines.append(f"| {regime} | {m} | " + " | ".join(
+          cell(by_k[str(k)]) if str(k) in by_k else "" for k in ks) + " | " + " | ".join(vs) + " |")
+  return "\n".join(lines) + "\n"
 
 
 README_BEGIN, README_END = "<!-- benchmark summary: begin -->", "<!-- benchmark summary: end -->"

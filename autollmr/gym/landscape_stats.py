@@ -13,6 +13,9 @@ prior's draws.
   noise_ratio    per fidelity: median |value - nearest neighbour's value| (standardized config
                  space) / IQR of the values; mean of f and g
   flagged        flagged share of the valid cells at f and g
+
+`moved_regret(table, g)`: the regret at target g of the best config of the nearest cheaper
+fidelity (the benchmark's "the optimum moved" targets: above MOVED_REGRET, issue 35).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from autollmr.gym import tasks as tasks_lib
 
 STATS = ("rank_corr", "opt_shift", "topk_regret_1", "topk_regret_5", "noise_ratio", "flagged")
 MIN_COMMON = 4  # fewer common configs: no rank correlation for the pair
+MOVED_REGRET = 0.05  # a target where the nearest cheaper fidelity's best config does worse moved
 
 
 def standardized(table) -> np.ndarray:
@@ -114,6 +118,14 @@ def by_level(table, fids) -> list[int]:
   """Fidelity indices ordered by level (tasks.levels), then cost: cheapest first."""
   lv, cost = tasks_lib.levels(table), np.asarray(table.cost_F)
   return sorted(fids, key=lambda f: (lv[f], cost[f]))
+
+
+def moved_regret(table, g: int) -> float:
+  """topk_regret(f, g, 1) from the nearest cheaper fidelity f: of the fidelities below g's level,
+  the last by level, then cost (NaN when g is at the lowest level)."""
+  lv = tasks_lib.levels(table)
+  below = [f for f in range(len(lv)) if lv[f] < lv[g]]
+  return topk_regret(table, by_level(table, below)[-1], g, 1) if below else float("nan")
 
 
 def adjacent(table, fids) -> dict:

@@ -13,6 +13,7 @@ from autollmr import errors
 from autollmr import pipeline
 from autollmr import protocols
 from autollmr.evaluation import bench_report
+from autollmr.gym import landscape_stats
 from autollmr.gym import sources
 from autollmr.gym import tasks as tasks_lib
 from configs import benchmark as benchmark_config
@@ -72,6 +73,13 @@ def test_quick_benchmark(tmp_path, run_command):
 
   # The headline by hand: mean over seeds per target, over targets per family, over families.
   rec = pd.read_csv(work / "records.csv")
+  # `moved`: the nearest cheaper fidelity's best config has regret > 0.05 at the target
+  for (name, target), moved in rec.groupby(["table", "target"]).moved.first().items():
+    t = sources.load_table(name, "none")
+    regret = landscape_stats.moved_regret(t, list(t.fidelity_names).index(target))
+    assert moved == (regret > 0.05), (name, target, regret)
+  assert rec.moved.any() and out["moved"]["synthetic"]["lofo"]["methods"]["sft_agent"]["full"]
+  assert "### Targets where the optimum moved" in (work / "benchmark.md").read_text()
   sub = rec[(rec.provenance == "synthetic") & (rec.protocol == "lofo") & (rec.regime == "sparse")
             & (rec.K == 1)]
   for method in ("sft_agent", "topk_transfer"):

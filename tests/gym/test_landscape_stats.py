@@ -91,3 +91,13 @@ def test_synthetic_tables_in_range(t):
     assert np.isnan(out[k]) or 0.0 <= out[k] <= 1.0, (k, out[k])
   assert np.isnan(out["rank_corr"]) or -1.0 <= out["rank_corr"] <= 1.0
   assert out["opt_shift"] >= 0.0 and out["noise_ratio"] >= 0.0
+
+
+def test_moved_regret_reads_the_nearest_cheaper_fidelity():
+  """The target f2's nearest cheaper fidelity is f1 (not f0): its best config x = 0 has regret
+  (3 - 1) / (5 - 1) = 0.5 at f2, a moved optimum; f0's best x = 4 is f1's worst; f0 has nothing
+  below."""
+  t = table([[5, 4, 3, 2, 1], [1, 2, 3, 4, 5], [3, 5, 4, 2, 1]])
+  assert ls.moved_regret(t, 2) == pytest.approx(0.5) and 0.5 > ls.MOVED_REGRET
+  assert ls.moved_regret(t, 1) == pytest.approx(1.0)
+  assert np.isnan(ls.moved_regret(t, 0))
