@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import shutil
+import uuid
 
 from absl import logging
 import numpy as np
@@ -171,7 +172,7 @@ def load_spec_table(spec: dict | str, base_dir: str | None = None,
   if use_cache:
     try:
       write_cached(table, where)
-    except OSError as e:
+    except Exception as e:  # a cache that cannot be written is skipped, not fatal
       logging.warning("could not write table cache %s: %s", where, e)
   warn_cost_order(spec, table)
   return table
@@ -201,9 +202,24 @@ def _cache_key(spec: dict, paths: list[str]) -> str:
 
 
 def write_cached(table: Table, where: str) -> None:
-  tmp = where + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
+  """Writes the cache in a folder of this writer's own, then renames it into place: processes
+  that build the same table at once (test workers, hosts) never write into each other's files."""
+  tmp = f"{where}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
   os.makedirs(tmp)
+  try:
+    _write_arrays(table, tmp)
+    try:
+      os.replace(tmp, where)  # atomic: a reader never sees half a cache
+    except OSError:  # `where` is there: another writer's same table, or a broken cache
+      if os.path.exists(os.path.join(where, "meta.json")):
+        return
+      shutil.rmtree(where, ignore_errors=True)
+      os.replace(tmp, where)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_arrays(table: Table, tmp: str) -> None:
   arrays = {k: getattr(table, k) for k in Table.ARRAYS}
   arrays.update({"aux/" + k: v for k, v in table.aux_FxC.items()})
   for k, arr in arrays.items():
@@ -222,8 +238,6 @@ def write_cached(table: Table, where: str) -> None:
     store.write(arr).result()
   with open(os.path.join(tmp, "meta.json"), "w") as f:
     json.dump(table.metadata(), f, indent=1)
-  shutil.rmtree(where, ignore_errors=True)
-  os.replace(tmp, where)  # atomic: a reader never sees half a cache
 
 
 def read_cached(where: str) -> Table:

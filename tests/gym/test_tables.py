@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,35 @@ def test_cache_hit_is_identical_and_keyed_by_content(tmp_path):
   t3 = sources.load_spec_table(spec)
   assert len(os.listdir(os.environ["AUTOLLMR_CACHE"])) == 2
   assert not np.array_equal(np.nan_to_num(t1.values_FxC), np.nan_to_num(t3.values_FxC))
+
+
+def test_concurrent_cache_writers_leave_one_readable_cache(tmp_path):
+  """Processes building the same table at once (the test workers at collection, hosts) each
+  write their own folder and rename it into place: none fails, one cache stays, and a broken
+  cache (no meta.json) is replaced."""
+  _runs(tmp_path)
+  table = sources.load_spec_table(_spec(tmp_path), use_cache=False)
+  where = str(tmp_path / "cache" / "t-key")
+  os.makedirs(where)  # a broken cache: a folder without meta.json
+  start = threading.Barrier(4)
+  errors_seen = []
+
+  def write():
+    start.wait()
+    try:
+      sources.write_cached(table, where)
+    except Exception as e:  # noqa: BLE001  (the test reports any)
+      errors_seen.append(e)
+
+  threads = [threading.Thread(target=write) for _ in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors_seen and os.listdir(tmp_path / "cache") == ["t-key"]
+  back = sources.read_cached(where)
+  for k in table.ARRAYS:
+    np.testing.assert_array_equal(getattr(table, k), getattr(back, k))
 
 
 def test_missing_objective_rows_are_counted_not_dropped_silently(tmp_path):

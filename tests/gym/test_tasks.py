@@ -21,12 +21,10 @@ def _tables():
   out = {t.name: t for t in synthetic.synthetic_tables()}
   out["grpo"] = synthetic.grpo_table()
   out["synthetic_hwgpt_lat"] = sources.constrain(out["synthetic_hwgpt"], "lat_ms_h100", 0.5)
-  if sources.find_data_dir() is not None:
-    for n in ("steplaw_dense", "hwgpt", "admire", "regmix"):
-      try:
-        out[n] = sources.load_table(n)
-      except Exception:  # data dir without this source
-        pass
+  available = set(sources.available_tables())  # a data dir may lack a source; a load never fails
+  for n in ("steplaw_dense", "hwgpt", "admire", "regmix"):
+    if n in available:
+      out[n] = sources.load_table(n)
   return out
 
 
