@@ -90,7 +90,8 @@ def moved_md(summary: dict, agents: list[str], n: int) -> str:
            f"{landscape_stats.MOVED_REGRET} at these targets (gym/landscape_stats.moved_regret). "
            "Agent minus method: paired 95% CI.", "",
            f"| regime | method | {head} | "
-           + " | ".join(f"{a} - method, K = {k}" for a in agents for k in ks) + " |", "|---" * (2 + len(ks) * (1 + len(agents))) + "|"]
+           + " | ".join(f"{a} - method, K = {k}" for a in agents for k in ks) + " |",
+           "|---" * (2 + len(ks) * (1 + len(agents))) + "|"]
   cell = lambda c: f"{c['mean']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
   diff = lambda d: f"{d['diff']:+.4f} [{d['diff_ci_low']:+.4f}, {d['diff_ci_high']:+.4f}]"
   for regime in bench_stats.REGIMES:
