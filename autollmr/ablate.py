@@ -12,9 +12,9 @@ and checkpoint when the configs agree on them) and writes DIR/ablation.md: the t
 the peers on the same test tasks, budgets and seeds. With --train_seeds each run is repeated per
 training seed (config.seed: teacher draws, init, batches, RL rollouts) in DIR/<run>_seed<s> (seed
 0 keeps DIR/<run>); an agent's cells then pool its episodes over training x eval seeds, and a
-second table gives each training seed's overall regret. Why: at rho = 1 a greedy agent plays every eval seed alike, so
-the eval seeds alone say nothing about how much a retrained agent would differ. The peers do not
-depend on config.seed and are played once.
+second table gives each training seed's overall regret. Why: at rho = 1 a greedy agent plays
+every eval seed alike, so the eval seeds alone say nothing about how much a retrained agent would
+differ. The peers do not depend on config.seed and are played once.
 """
 from __future__ import annotations
 
