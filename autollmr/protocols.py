@@ -74,7 +74,7 @@ def regimes(config) -> list[str]:
 def run_all(config, workdir: str) -> pd.DataFrame:
   """Runs every fold x regime (resuming) and returns the records as bench_stats reads them."""
   tables, _ = pipeline.build_tables(config)
-  rows, moved = [], {}
+  rows = []
   for protocol, name, fold_config in folds(config, tables):
     for regime in regimes(config):
       c = regime_config(fold_config, regime)
@@ -83,24 +83,30 @@ def run_all(config, workdir: str) -> pd.DataFrame:
       pipeline.run(c, fold_dir)
       path = os.path.join(fold_dir, pipeline.results_dir(c), "episodes.jsonl")
       with open(path) as f:
-        rows += [record_row(json.loads(line), protocol, regime, tables, moved) for line in f]
-  return pd.DataFrame(rows)
+        rows += [record_row(json.loads(line), protocol, regime, tables) for line in f]
+  return with_moved(pd.DataFrame(rows), tables)
 
 
-def record_row(r: dict, protocol: str, regime: str, tables: dict, moved: dict) -> dict:
+def record_row(r: dict, protocol: str, regime: str, tables: dict) -> dict:
   """An eval record as a benchmark row: a sparse design's suffix "~i" moves into the seed (the
-  designs of a target are its repeats, like seeds); `moved`: whether the target's optimum moved
-  (landscape_stats.moved_regret above MOVED_REGRET), cached per (table, target) in `moved`."""
+  designs of a target are its repeats, like seeds)."""
   target, _, draw = r["task"].partition("~")
   table = tables[r["family"]]  # records name the table under "family"
-  if (table.name, target) not in moved:
-    g = list(table.fidelity_names).index(target)
-    moved[table.name, target] = bool(
-        landscape_stats.moved_regret(table, g) > landscape_stats.MOVED_REGRET)
   return dict(method=r["method"], regime=regime, K=int(r["budget"]), protocol=protocol,
               table=table.name, family=table.family, target=target,
               seed=int(draw or 0) * 1000 + int(r["seed"]), regret=float(r["regret"]),
-              provenance=table.provenance, moved=moved[table.name, target])
+              provenance=table.provenance)
+
+
+def with_moved(df: pd.DataFrame, tables: dict) -> pd.DataFrame:
+  """df plus `moved`: whether the target's optimum moved (landscape_stats.moved_regret above
+  MOVED_REGRET), computed once per (table, target)."""
+  by_name = {t.name: t for t in tables.values()}
+  pairs = df[["table", "target"]].drop_duplicates().itertuples(index=False)
+  moved = {(n, g): bool(landscape_stats.moved_regret(
+      by_name[n], list(by_name[n].fidelity_names).index(g)) > landscape_stats.MOVED_REGRET)
+           for n, g in pairs}
+  return df.assign(moved=[moved[k] for k in zip(df["table"], df["target"])])
 
 
 def agent_methods(df: pd.DataFrame) -> list[str]:
